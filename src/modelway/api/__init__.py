@@ -1,0 +1,1 @@
+"""The HTTP edge: routes parse, hand to the pipeline, and encode; nothing else."""

@@ -1,0 +1,31 @@
+"""Liveness (the process answers) and readiness (every model group can be served)."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from modelway.app import Runtime
+
+
+async def live(request: Request) -> Response:
+    return Response(b'{"status":"ok"}', media_type="application/json")
+
+
+async def ready(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    models = await runtime.readiness()
+    ok = all(models.values())
+    body = {"status": "ready" if ok else "not_ready", "models": models}
+    return Response(
+        orjson.dumps(body), status_code=200 if ok else 503, media_type="application/json"
+    )
+
+
+routes = [
+    Route("/health/live", live, methods=["GET"]),
+    Route("/health/ready", ready, methods=["GET"]),
+    Route("/health", live, methods=["GET"]),
+]

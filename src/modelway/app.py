@@ -1,0 +1,115 @@
+"""Build the running gateway from a config: providers, router, and the one stage list."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelway.config import (
+    AnthropicDeployment,
+    Config,
+    Deployment,
+    LocalDeployment,
+    OpenAIDeployment,
+)
+from modelway.observability.logging import get_logger
+from modelway.pipeline.context import RequestContext, Result
+from modelway.pipeline.observe import Observe
+from modelway.pipeline.stage import Next, Stage, build_chain
+from modelway.protocol.openai_models import ModelCard, ModelList
+from modelway.providers.anthropic import AnthropicProvider
+from modelway.providers.base import Provider
+from modelway.providers.local import LocalProvider
+from modelway.providers.openai_compat import OpenAIProvider
+from modelway.routing.dispatch import Dispatch
+from modelway.routing.router import DeploymentRuntime, ModelGroupRuntime, Router
+
+ProviderFactory = Callable[[Any, str, str], Provider]
+
+PROVIDERS: dict[type[Any], ProviderFactory] = {
+    OpenAIDeployment: lambda dep, name, group: OpenAIProvider(dep, name),
+    AnthropicDeployment: lambda dep, name, group: AnthropicProvider(dep, name),
+    LocalDeployment: lambda dep, name, group: LocalProvider(dep, name, served_name=group),
+}
+
+
+def build_stages(config: Config) -> list[Stage]:
+    """The request path, outermost first. A disabled feature is simply not listed."""
+    return [Observe(get_logger("modelway.request"))]
+
+
+@dataclass
+class Runtime:
+    config: Config
+    router: Router
+    stages: Sequence[Stage]
+    created: int = field(default_factory=lambda: int(time.time()))
+    _chain: Next = field(init=False)
+    _health: dict[str, tuple[float, bool]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self._chain = build_chain(self.stages, Dispatch(self.router))
+
+    @property
+    def deployments(self) -> list[DeploymentRuntime]:
+        return [d for g in self.router.groups.values() for d in g.deployments]
+
+    async def handle(self, ctx: RequestContext) -> Result:
+        return await self._chain(ctx)
+
+    async def start(self) -> None:
+        await asyncio.gather(*(d.provider.start() for d in self.deployments))
+
+    async def close(self) -> None:
+        await asyncio.gather(
+            *(d.provider.close() for d in self.deployments), return_exceptions=True
+        )
+
+    def models(self) -> ModelList:
+        return ModelList(
+            object="list",
+            data=[
+                ModelCard(id=name, object="model", created=self.created, owned_by="modelway")
+                for name in self.router.groups
+            ],
+        )
+
+    async def readiness(self) -> dict[str, bool]:
+        """Per model group: is at least one of its deployments answering or loaded?"""
+        checks = await asyncio.gather(*(self._healthy(d) for d in self.deployments))
+        status: dict[str, bool] = {name: False for name in self.router.groups}
+        for dep, ok in zip(self.deployments, checks, strict=True):
+            status[dep.group] = status[dep.group] or ok
+        return status
+
+    async def _healthy(self, dep: DeploymentRuntime) -> bool:
+        now = time.monotonic()
+        cached = self._health.get(dep.id)
+        if cached is not None and now - cached[0] < self.config.server.health_cache_seconds:
+            return cached[1]
+        ok = await dep.provider.health()
+        self._health[dep.id] = (now, ok)
+        return ok
+
+
+def build_runtime(config: Config) -> Runtime:
+    groups: dict[str, list[DeploymentRuntime]] = {g.name: [] for g in config.models}
+    for group, dep_id, dep in config.deployment_ids():
+        groups[group.name].append(_deployment(group.name, dep_id, dep))
+    router = Router([ModelGroupRuntime(name, deps) for name, deps in groups.items()])
+    return Runtime(config=config, router=router, stages=build_stages(config))
+
+
+def _deployment(group: str, dep_id: str, dep: Deployment) -> DeploymentRuntime:
+    provider = PROVIDERS[type(dep)](dep, dep_id, group)
+    return DeploymentRuntime(
+        id=dep_id,
+        group=group,
+        provider=provider,
+        upstream_model=dep.model or group,
+        weight=dep.weight,
+        tags=tuple(dep.tags),
+    )

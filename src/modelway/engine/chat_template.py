@@ -1,0 +1,39 @@
+"""The chat template a GGUF file carries in its metadata, rendered with Jinja2."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+# Used only when a GGUF has no template of its own.
+CHATML = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+class ChatTemplate:
+    def __init__(self, template: str, bos_token: str, eos_token: str) -> None:
+        self._formatter = Jinja2ChatFormatter(
+            template=template, eos_token=eos_token, bos_token=bos_token
+        )
+
+    @classmethod
+    def from_gguf(cls, llm: Any) -> ChatTemplate:
+        metadata: dict[str, str] = llm.metadata
+        template = metadata.get("tokenizer.chat_template") or CHATML
+        bos = _token_text(llm, llm.token_bos())
+        eos = _token_text(llm, llm.token_eos())
+        return cls(template, bos, eos)
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        return str(self._formatter(messages=messages).prompt)  # type: ignore[arg-type]
+
+
+def _token_text(llm: Any, token: int) -> str:
+    if token < 0:
+        return ""
+    return bytes(llm.detokenize([token], special=True)).decode("utf-8", errors="replace")

@@ -1,0 +1,1 @@
+"""The request path: RequestContext and the ordered stages that handle it."""

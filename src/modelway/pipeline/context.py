@@ -1,0 +1,61 @@
+"""What the stages of one request share."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, TypeAlias
+
+from modelway.protocol.openai_chat import ChatChunk, ChatRequest, ChatResponse, Usage
+from modelway.protocol.openai_completions import CompletionRequest, CompletionResponse
+from modelway.protocol.openai_embeddings import EmbeddingRequest, EmbeddingResponse
+
+Operation = Literal["chat", "completion", "embedding"]
+Request: TypeAlias = ChatRequest | CompletionRequest | EmbeddingRequest
+Body: TypeAlias = ChatResponse | CompletionResponse | EmbeddingResponse
+Chunk: TypeAlias = ChatChunk | CompletionResponse
+# A non-streamed answer is a body; a streamed one is an async iterator of chunks.
+Result: TypeAlias = Body | AsyncIterator[Chunk]
+
+
+@dataclass(slots=True)
+class Timings:
+    """Monotonic timestamps (seconds) of one request's milestones."""
+
+    start: float = field(default_factory=time.perf_counter)
+    upstream_start: float | None = None
+    first_token: float | None = None
+    upstream_end: float | None = None
+    end: float | None = None
+
+    def upstream_seconds(self) -> float | None:
+        if self.upstream_start is None or self.upstream_end is None:
+            return None
+        return self.upstream_end - self.upstream_start
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    operation: Operation
+    request: Request
+    # Incoming headers with lower-case names; stages read their x-modelway-* controls here.
+    headers: Mapping[str, str] = field(default_factory=dict)
+    data_class: Literal["public", "confidential"] = "public"
+    # Filled in by the stages as the request goes through them.
+    deployment: str | None = None
+    provider: str | None = None
+    usage: Usage | None = None
+    status: int = 200
+    error_type: str | None = None
+    timings: Timings = field(default_factory=Timings)
+    response_headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        return self.request.model
+
+    @property
+    def stream(self) -> bool:
+        return self.request.is_stream

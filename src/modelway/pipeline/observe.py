@@ -1,0 +1,82 @@
+"""The outermost stage: time the request and write its one log line, whatever happens."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from modelway.pipeline.context import Chunk, RequestContext, Result
+from modelway.pipeline.stage import Next
+from modelway.protocol.errors import GatewayError
+
+CLIENT_CLOSED = 499  # nginx's convention for "the client went away first"
+
+
+class Observe:
+    def __init__(self, logger: Any) -> None:
+        self._log = logger
+
+    async def __call__(self, ctx: RequestContext, call_next: Next) -> Result:
+        try:
+            result = await call_next(ctx)
+        except BaseException as exc:
+            _note_failure(ctx, exc)
+            self._finish(ctx)
+            raise
+        if isinstance(result, AsyncIterator):
+            return self._watch(ctx, result)
+        self._finish(ctx)
+        return result
+
+    async def _watch(
+        self, ctx: RequestContext, chunks: AsyncIterator[Chunk]
+    ) -> AsyncIterator[Chunk]:
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except BaseException as exc:
+            _note_failure(ctx, exc)
+            raise
+        finally:
+            self._finish(ctx)
+
+    def _finish(self, ctx: RequestContext) -> None:
+        t = ctx.timings
+        t.end = time.perf_counter()
+        latency = t.end - t.start
+        upstream = t.upstream_seconds()
+        usage = ctx.usage
+        fields: dict[str, Any] = {
+            "request_id": ctx.request_id,
+            "operation": ctx.operation,
+            "model": ctx.model,
+            "deployment": ctx.deployment,
+            "provider": ctx.provider,
+            "status": ctx.status,
+            "stream": ctx.stream,
+            "prompt_tokens": usage.prompt_tokens if usage else None,
+            "completion_tokens": usage.completion_tokens if usage else None,
+            "latency_ms": round(latency * 1000, 3),
+            "ttft_ms": round((t.first_token - t.start) * 1000, 3) if t.first_token else None,
+            "upstream_ms": round(upstream * 1000, 3) if upstream is not None else None,
+            "overhead_ms": round((latency - upstream) * 1000, 3) if upstream is not None else None,
+        }
+        if ctx.error_type is not None:
+            fields["error_type"] = ctx.error_type
+        if ctx.status >= 500:
+            self._log.error("request", **fields)
+        elif ctx.status >= 400:
+            self._log.warning("request", **fields)
+        else:
+            self._log.info("request", **fields)
+
+
+def _note_failure(ctx: RequestContext, exc: BaseException) -> None:
+    if isinstance(exc, GatewayError):
+        ctx.status, ctx.error_type = exc.status, exc.type
+    elif isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        ctx.status, ctx.error_type = CLIENT_CLOSED, "client_closed"
+    else:
+        ctx.status, ctx.error_type = 500, "internal_error"

@@ -1,0 +1,1 @@
+"""Wire types and encoders: OpenAI and Anthropic schemas, SSE, error bodies."""

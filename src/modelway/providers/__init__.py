@@ -1,0 +1,1 @@
+"""One file per upstream wire protocol, each behind the ``Provider`` interface."""
