@@ -18,6 +18,7 @@ from modelway.protocol.openai_completions import CompletionRequest
 from modelway.protocol.openai_embeddings import EmbeddingRequest
 
 _log = get_logger("modelway.api")
+_requests = get_logger("modelway.request")
 
 
 async def chat_completions(request: Request) -> Response:
@@ -53,10 +54,19 @@ async def _handle(request: Request, operation: Operation, model: type[M]) -> Res
     try:
         body = await read_json(request, runtime.config.server.max_body_bytes)
         req = parse_as(model, body)
-        assert isinstance(req, ChatRequest | CompletionRequest | EmbeddingRequest)
-        ctx = RequestContext(
-            request_id=rid, operation=operation, request=req, headers=request.headers
+    except GatewayError as exc:
+        # Refused before the pipeline: the request log line is written here instead.
+        _requests.warning(
+            "request",
+            request_id=rid,
+            operation=operation,
+            status=exc.status,
+            error_type=exc.type,
         )
+        return error_response(exc, rid)
+    assert isinstance(req, ChatRequest | CompletionRequest | EmbeddingRequest)
+    ctx = RequestContext(request_id=rid, operation=operation, request=req, headers=request.headers)
+    try:
         result = await runtime.handle(ctx)
     except GatewayError as exc:
         return error_response(exc, rid)

@@ -19,7 +19,13 @@ class WireModel(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
-class ChatMessage(WireModel):
+class RequestModel(WireModel):
+    """A client request: strict types, as OpenAI's API is (``"stream": "yes"`` is an error)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, strict=True)
+
+
+class ChatMessage(RequestModel):
     role: Role
     # A string, or content parts ({"type": "text" | "image_url" | "input_audio" | ...}).
     content: str | list[dict[str, Any]] | None = None
@@ -49,11 +55,11 @@ class ChatMessage(WireModel):
         return "".join(p.get("text", "") for p in self.content if p.get("type") == "text")
 
 
-class StreamOptions(WireModel):
+class StreamOptions(RequestModel):
     include_usage: bool | None = None
 
 
-class ChatRequest(WireModel):
+class ChatRequest(RequestModel):
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool | None = None

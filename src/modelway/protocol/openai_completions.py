@@ -6,10 +6,10 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from modelway.protocol.openai_chat import StreamOptions, Usage, WireModel
+from modelway.protocol.openai_chat import RequestModel, StreamOptions, Usage, WireModel
 
 
-class CompletionRequest(WireModel):
+class CompletionRequest(RequestModel):
     model: str = Field(min_length=1)
     prompt: str | list[str] | list[int] | list[list[int]]
     stream: bool | None = None

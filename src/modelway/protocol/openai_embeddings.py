@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from modelway.protocol.openai_chat import WireModel
+from modelway.protocol.openai_chat import RequestModel, WireModel
 
 
-class EmbeddingRequest(WireModel):
+class EmbeddingRequest(RequestModel):
     model: str = Field(min_length=1)
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] | None = None
