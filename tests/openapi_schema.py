@@ -18,7 +18,9 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator
 
-SPEC_PATH = Path(os.environ.get("MODELWAY_OPENAI_SPEC", "/work/shared/specs/openai-openapi.yaml"))
+SPEC_PATH = Path(
+    os.environ.get("MODELWAY_OPENAI_SPEC", Path(__file__).parent / "specs" / "openai-openapi.yaml")
+)
 
 
 def _allow_null(node: Any) -> Any:
