@@ -54,6 +54,13 @@ class _HTTPDeployment(_DeploymentBase):
     connect_timeout_seconds: float = Field(10.0, gt=0)
     max_connections: int = Field(256, ge=1)
 
+    @field_validator("api_key")
+    @classmethod
+    def _key_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("is empty (an environment variable set to nothing?)")
+        return value
+
     @field_validator("base_url", check_fields=False)
     @classmethod
     def _check_url(cls, value: str) -> str:
@@ -198,14 +205,19 @@ def _interpolate(node: Any, env: Any, path: str, problems: list[str]) -> Any:
             return "$"
         name, default = match.group(1), match.group(2)
         value = env.get(name)
+        if not value and default is not None:  # as in the shell: unset or empty
+            return default
         if value is None:
-            if default is not None:
-                return default
             problems.append(f"{path}: environment variable {name} is not set")
             return ""
         return str(value)
 
-    return _ENV_REF.sub(replace, node)
+    result = _ENV_REF.sub(replace, node)
+    if "${" in _ENV_REF.sub("", node):
+        problems.append(
+            f"{path}: malformed reference; write ${{NAME}} or ${{NAME:-default}} ($$ for a $)"
+        )
+    return result
 
 
 def _join(path: str, key: str) -> str:
@@ -253,8 +265,8 @@ def _check_references(config: Config) -> list[str]:
                         "is not installed"
                     )
     ids: set[str] = set()
-    for _, dep_id, dep in config.deployment_ids():
-        if dep.id is not None and dep_id in ids:
-            problems.append(f"deployments: id '{dep_id}' is used more than once")
+    for _, dep_id, _ in config.deployment_ids():
+        if dep_id in ids:
+            problems.append(f"deployments: id '{dep_id}' is used more than once; give each an `id`")
         ids.add(dep_id)
     return problems

@@ -10,8 +10,10 @@ from tests.servers import Process
 
 
 def test_live_and_ready(gateway: Process) -> None:
-    assert httpx.get(gateway.url + "/health/live").json() == {"status": "ok"}
+    live = httpx.get(gateway.url + "/health/live", headers={"x-request-id": "probe-1"})
+    assert live.json() == {"status": "ok"} and live.headers["x-request-id"] == "probe-1"
     ready = httpx.get(gateway.url + "/health/ready")
+    assert ready.headers["x-request-id"]
     # dead-gpt points at a closed port: the gateway is not ready, and says which group.
     assert ready.status_code == 503
     models = ready.json()["models"]

@@ -47,6 +47,10 @@ def test_upstream_status_is_mapped(
     assert error["type"] == error_type
     assert set(error) == {"message", "type", "param", "code"}
     assert resp.headers["x-request-id"]
+    assert resp.headers["x-modelway-deployment"] in (
+        "openai:upstream-gpt",
+        "anthropic:upstream-claude",
+    )
     if upstream_status == 429:
         assert resp.headers["retry-after"] == "1"
     assert "secret" not in resp.text

@@ -144,3 +144,38 @@ def test_load_config_reports_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path / "nope.yaml")
     assert info.value.problems[0].endswith("cannot read: FileNotFoundError")
+
+
+def test_default_applies_when_the_variable_is_empty_as_in_the_shell() -> None:
+    config = parse_config(VALID, env={"OPENAI_API_KEY": "k", "ANTHROPIC_API_KEY": ""})
+    key = config.models[1].deployments[0].api_key
+    assert key is not None and key.get_secret_value() == "sk-ant-default"
+
+
+def test_malformed_reference_is_reported() -> None:
+    found = problems(VALID.replace("${OPENAI_API_KEY}", "${OPENAI_API_KEY:default}"))
+    assert found == [
+        "models[0].deployments[0].api_key: malformed reference; "
+        "write ${NAME} or ${NAME:-default} ($$ for a $)"
+    ]
+
+
+def test_empty_api_key_is_refused() -> None:
+    found = problems(VALID, env={"OPENAI_API_KEY": " "})
+    assert found == [
+        "models[0].deployments[0].api_key: is empty (an environment variable set to nothing?)"
+    ]
+
+
+def test_explicit_id_colliding_with_a_derived_one_is_refused() -> None:
+    text = """
+models:
+  - name: g
+    deployments:
+      - {provider: openai, model: m, base_url: "http://a", id: "openai:m#2"}
+      - {provider: openai, model: m, base_url: "http://b"}
+      - {provider: openai, model: m, base_url: "http://c"}
+"""
+    assert problems(text) == [
+        "deployments: id 'openai:m#2' is used more than once; give each an `id`"
+    ]

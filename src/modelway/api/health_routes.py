@@ -7,11 +7,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelway.api.request_body import request_id
 from modelway.app import Runtime
 
 
 async def live(request: Request) -> Response:
-    return Response(b'{"status":"ok"}', media_type="application/json")
+    return Response(
+        b'{"status":"ok"}',
+        media_type="application/json",
+        headers={"x-request-id": request_id(request)},
+    )
 
 
 async def ready(request: Request) -> Response:
@@ -20,7 +25,10 @@ async def ready(request: Request) -> Response:
     ok = all(models.values())
     body = {"status": "ready" if ok else "not_ready", "models": models}
     return Response(
-        orjson.dumps(body), status_code=200 if ok else 503, media_type="application/json"
+        orjson.dumps(body),
+        status_code=200 if ok else 503,
+        media_type="application/json",
+        headers={"x-request-id": request_id(request)},
     )
 
 

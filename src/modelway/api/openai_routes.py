@@ -69,7 +69,7 @@ async def _handle(request: Request, operation: Operation, model: type[M]) -> Res
     try:
         result = await runtime.handle(ctx)
     except GatewayError as exc:
-        return error_response(exc, rid)
+        return error_response(exc, rid, ctx.response_headers)
     except Exception:
         _log.exception("request_failed", request_id=rid)
         return error_response(InternalError("the gateway failed on this request"), rid)

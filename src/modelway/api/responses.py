@@ -21,8 +21,10 @@ def json_response(model: BaseModel, headers: Mapping[str, str]) -> Response:
     return Response(body, media_type=JSON, headers=dict(headers))
 
 
-def error_response(exc: GatewayError, request_id: str) -> Response:
-    headers = {"x-request-id": request_id, **exc.headers()}
+def error_response(
+    exc: GatewayError, request_id: str, extra: Mapping[str, str] | None = None
+) -> Response:
+    headers = {**(extra or {}), "x-request-id": request_id, **exc.headers()}
     return Response(exc.to_json(), status_code=exc.status, media_type=JSON, headers=headers)
 
 

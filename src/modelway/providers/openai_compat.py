@@ -84,7 +84,7 @@ class OpenAIProvider(Provider):
         return self._parse(EmbeddingResponse, payload)
 
     async def health(self) -> bool:
-        return await self._http.get_ok("/models")
+        return await self._http.get_ok("/models", params=self._params)
 
     async def _events(self, raw: AsyncGenerator[bytes, None]) -> AsyncIterator[str]:
         """The data of each SSE event up to ``[DONE]``; an error event raises."""

@@ -168,13 +168,19 @@ class UpstreamHTTP:
         except rq.PyreqwestError as exc:
             raise self._transport_error(exc) from None
 
-    async def get_ok(self, path: str, timeout_seconds: float = 3.0) -> bool:
+    async def get_ok(
+        self, path: str, *, params: Mapping[str, str] | None = None, timeout_seconds: float = 3.0
+    ) -> bool:
+        """Is the upstream reachable with our credentials? Any answer below 500 but 401
+        and 403 says so: a 404 only means the server has no such listing path."""
         request = self.client.get(self.base_url + path).timeout(timedelta(seconds=timeout_seconds))
+        if params:
+            request = request.query(dict(params))
         try:
             resp = await request.build().send()
         except rq.PyreqwestError:
             return False
-        return resp.status < 500 and resp.status not in (401, 403, 404)
+        return resp.status < 500 and resp.status not in (401, 403)
 
     def _refusal(
         self, status: int, payload: bytes, header: Callable[[str], str | None]
