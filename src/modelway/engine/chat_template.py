@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 # Used only when a GGUF has no template of its own.
@@ -16,24 +14,10 @@ CHATML = (
 
 
 class ChatTemplate:
-    def __init__(self, template: str, bos_token: str, eos_token: str) -> None:
+    def __init__(self, template: str | None, bos_token: str, eos_token: str) -> None:
         self._formatter = Jinja2ChatFormatter(
-            template=template, eos_token=eos_token, bos_token=bos_token
+            template=template or CHATML, eos_token=eos_token, bos_token=bos_token
         )
-
-    @classmethod
-    def from_gguf(cls, llm: Any) -> ChatTemplate:
-        metadata: dict[str, str] = llm.metadata
-        template = metadata.get("tokenizer.chat_template") or CHATML
-        bos = _token_text(llm, llm.token_bos())
-        eos = _token_text(llm, llm.token_eos())
-        return cls(template, bos, eos)
 
     def render(self, messages: list[dict[str, str]]) -> str:
         return str(self._formatter(messages=messages).prompt)  # type: ignore[arg-type]
-
-
-def _token_text(llm: Any, token: int) -> str:
-    if token < 0:
-        return ""
-    return bytes(llm.detokenize([token], special=True)).decode("utf-8", errors="replace")
