@@ -54,7 +54,31 @@ def _parser() -> argparse.ArgumentParser:
     mock.add_argument("--lorem-tokens", type=int, default=16)
     mock.add_argument("--seed", type=int)
     mock.set_defaults(run=_mock_upstream)
+
+    quantize = sub.add_parser("quantize", help="re-quantize a GGUF model with llama.cpp")
+    quantize.add_argument("input", help="the GGUF file to read")
+    quantize.add_argument("output", help="the GGUF file to write")
+    quantize.add_argument("--type", required=True, help="target type: q8_0, q5_k_m, q4_k_m, ...")
+    quantize.add_argument("--threads", type=int, help="threads to use (default: all cores)")
+    quantize.add_argument(
+        "--allow-requantize",
+        action="store_true",
+        help="accept an already quantized input (quality suffers)",
+    )
+    quantize.set_defaults(run=_quantize)
     return parser
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from modelway.engine.quantize import quantize_command
+
+    return quantize_command(
+        args.input,
+        args.output,
+        args.type,
+        allow_requantize=args.allow_requantize,
+        threads=args.threads,
+    )
 
 
 def _check(args: argparse.Namespace) -> int:
