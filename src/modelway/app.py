@@ -77,6 +77,11 @@ class Runtime:
             ],
         )
 
+    def engine_stats(self) -> dict[str, dict[str, Any]]:
+        """Per deployment served by an in-process engine, its live figures."""
+        found = ((d.id, d.provider.stats()) for d in self.deployments)
+        return {dep_id: stats for dep_id, stats in found if stats is not None}
+
     async def readiness(self) -> dict[str, bool]:
         """Per model group: is at least one of its deployments answering or loaded?"""
         checks = await asyncio.gather(*(self._healthy(d) for d in self.deployments))

@@ -86,9 +86,22 @@ class LocalDeployment(_DeploymentBase):
     provider: Literal["local"]
     model: str | None = None
     path: str | None = Field(None, description="GGUF file; defaults to the bundled SmolLM2.")
-    context_size: int = Field(4096, ge=64)
+    # Per sequence: prompt plus generated tokens. The KV cache holds
+    # context_size * max_parallel cells, shared by the running sequences.
+    context_size: int = Field(2048, ge=64)
+    max_parallel: int = Field(4, ge=1, le=256)
+    queue_size: int = Field(64, ge=0)
+    batch_size: int = Field(512, ge=16, description="Tokens per llama_decode call at most.")
+    prefill_chunk: int = Field(256, ge=16, description="Prompt tokens per sequence per step.")
     threads: int | None = Field(None, ge=1)
+    flash_attention: bool = True
     default_max_tokens: int = Field(512, ge=1)
+    # Used when a request does not set them (SmolLM2's model card suggests 0.2 and 0.9).
+    default_temperature: float = Field(0.2, ge=0, le=2)
+    default_top_p: float = Field(0.9, gt=0, le=1)
+    # As llama.cpp's own samplers do: top-p over the whole vocabulary means sorting it
+    # for every token of every sequence (13% of a 16-sequence step here; 2% after top-k).
+    default_top_k: int = Field(40, ge=0)
 
 
 Deployment = Annotated[
@@ -257,6 +270,11 @@ def _check_references(config: Config) -> list[str]:
         for j, dep in enumerate(group.deployments):
             where = f"models[{i}].deployments[{j}]"
             if isinstance(dep, LocalDeployment):
+                if dep.batch_size <= dep.max_parallel:
+                    problems.append(
+                        f"{where}.batch_size: must exceed max_parallel ({dep.max_parallel}): "
+                        "every running sequence takes one token of each batch"
+                    )
                 if dep.path is not None and not Path(dep.path).is_file():
                     problems.append(f"{where}.path: no such file: {dep.path}")
                 elif dep.path is None and bundled_gguf_path() is None:

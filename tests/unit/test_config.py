@@ -38,7 +38,7 @@ def test_valid_config_interpolates_env_and_defaults() -> None:
     assert claude.api_key is not None
     assert claude.api_key.get_secret_value() == "sk-ant-default"
     assert openai.weight == 2 and openai.tags == ["external"]
-    assert local.provider == "local" and local.context_size == 4096
+    assert local.provider == "local" and local.context_size == 2048
     assert config.server.port == 4100
     assert (
         config.summary() == "3 model group(s), 3 deployment(s) (anthropic: 1, local: 1, openai: 1)"

@@ -1,4 +1,5 @@
-"""Liveness (the process answers) and readiness (every model group can be served)."""
+"""Liveness (the process answers), readiness (every model group can be served) and the
+embedded engines' live figures."""
 
 from __future__ import annotations
 
@@ -32,7 +33,18 @@ async def ready(request: Request) -> Response:
     )
 
 
+async def engine_stats(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    body = {"deployments": runtime.engine_stats()}
+    return Response(
+        orjson.dumps(body),
+        media_type="application/json",
+        headers={"x-request-id": request_id(request)},
+    )
+
+
 routes = [
+    Route("/engine/stats", engine_stats, methods=["GET"]),
     Route("/health/live", live, methods=["GET"]),
     Route("/health/ready", ready, methods=["GET"]),
     Route("/health", live, methods=["GET"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from modelway.protocol.errors import BadRequest
 from modelway.protocol.openai_chat import ChatChunk, ChatRequest, ChatResponse
@@ -47,6 +48,10 @@ class Provider:
     async def health(self) -> bool:
         """True when the upstream answers (or the local model is loaded)."""
         return True
+
+    def stats(self) -> dict[str, Any] | None:
+        """Live figures of an in-process engine (queue, running, KV use); None if none."""
+        return None
 
     def _unsupported(self, what: str) -> UnsupportedOperation:
         return UnsupportedOperation(f"the {self.name} provider does not support {what}")
