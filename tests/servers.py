@@ -65,9 +65,16 @@ def modelway_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "modelway", *args]
 
 
-def start(args: list[str], log_path: Path, port: int, health: str, timeout: float = 60) -> Process:
+def start(
+    args: list[str],
+    log_path: Path,
+    port: int,
+    health: str,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+) -> Process:
     log = log_path.open("wb")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**(env or os.environ), "PYTHONUNBUFFERED": "1"}
     popen = subprocess.Popen(modelway_command(*args), stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
@@ -86,8 +93,10 @@ def start(args: list[str], log_path: Path, port: int, health: str, timeout: floa
 
 
 @contextlib.contextmanager
-def running(args: list[str], log_path: Path, port: int, health: str) -> Iterator[Process]:
-    proc = start(args, log_path, port, health)
+def running(
+    args: list[str], log_path: Path, port: int, health: str, env: dict[str, str] | None = None
+) -> Iterator[Process]:
+    proc = start(args, log_path, port, health, env=env)
     try:
         yield proc
     finally:

@@ -86,6 +86,9 @@ class LocalDeployment(_DeploymentBase):
     provider: Literal["local"]
     model: str | None = None
     path: str | None = Field(None, description="GGUF file; defaults to the bundled SmolLM2.")
+    # Re-quantize the model once at start-up into this type (kept in the cache
+    # directory), e.g. q4_0 for llama.cpp's repacked CPU kernels. None serves it as is.
+    quantization: str | None = None
     # Per sequence: prompt plus generated tokens. The KV cache holds
     # context_size * max_parallel cells, shared by the running sequences.
     context_size: int = Field(2048, ge=64)
@@ -258,6 +261,12 @@ def _describe(err: Any) -> str:
     return f"{path}: {msg.removeprefix('Value error, ')}"
 
 
+def _quant_types() -> set[str]:
+    from modelway.engine.quantize import QUANT_TYPES  # loads llama.cpp: only when asked
+
+    return set(QUANT_TYPES)
+
+
 def _check_references(config: Config) -> list[str]:
     problems: list[str] = []
     names: dict[str, int] = {}
@@ -270,6 +279,11 @@ def _check_references(config: Config) -> list[str]:
         for j, dep in enumerate(group.deployments):
             where = f"models[{i}].deployments[{j}]"
             if isinstance(dep, LocalDeployment):
+                if dep.quantization is not None and dep.quantization not in _quant_types():
+                    problems.append(
+                        f"{where}.quantization: unknown type '{dep.quantization}'; one of "
+                        + ", ".join(sorted(_quant_types()))
+                    )
                 if dep.batch_size <= dep.max_parallel:
                     problems.append(
                         f"{where}.batch_size: must exceed max_parallel ({dep.max_parallel}): "

