@@ -6,8 +6,12 @@ import argparse
 import ipaddress
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from modelway import __version__
+
+if TYPE_CHECKING:
+    from modelway.config import Config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,29 +85,32 @@ def _quantize(args: argparse.Namespace) -> int:
     )
 
 
-def _check(args: argparse.Namespace) -> int:
+def _load(path: str) -> Config | None:
+    """The config at ``path``, or None after listing its problems on stderr."""
     from modelway.config import ConfigError, load_config
 
     try:
-        config = load_config(args.file)
+        return load_config(path)
     except ConfigError as exc:
-        print(f"{args.file}: invalid config", file=sys.stderr)
+        print(f"{path}: invalid config", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
+        return None
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = _load(args.file)
+    if config is None:
         return 1
     print(f"{args.file}: ok, {config.summary()}")
     return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from modelway.config import ConfigError, default_config, load_config
+    from modelway.config import default_config
 
-    try:
-        config = load_config(args.config) if args.config else default_config()
-    except ConfigError as exc:
-        print(f"{args.config}: invalid config", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+    config = _load(args.config) if args.config else default_config()
+    if config is None:
         return 1
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port

@@ -59,23 +59,19 @@ class StreamOptions(RequestModel):
     include_usage: bool | None = None
 
 
-class ChatRequest(RequestModel):
+class GenerationRequest(RequestModel):
+    """What chat and text completions share: the model, streaming and sampling fields."""
+
     model: str = Field(min_length=1)
-    messages: list[ChatMessage] = Field(min_length=1)
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
     stop: str | list[str] | None = None
     seed: int | None = None
     n: int | None = Field(default=None, ge=1, le=128)
     user: str | None = None
-    metadata: dict[str, Any] | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
-    response_format: dict[str, Any] | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     logit_bias: dict[str, float] | None = None
@@ -86,6 +82,34 @@ class ChatRequest(RequestModel):
         if isinstance(value, list) and any(not s for s in value):
             raise ValueError("stop sequences must be non-empty strings")
         return value
+
+    @property
+    def is_stream(self) -> bool:
+        return bool(self.stream)
+
+    @property
+    def output_limit(self) -> int | None:
+        """The requested cap on generated tokens."""
+        return self.max_tokens
+
+    @property
+    def stop_list(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+    @property
+    def wants_usage_chunk(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class ChatRequest(GenerationRequest):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    metadata: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
 
     @field_validator("response_format")
     @classmethod
@@ -101,23 +125,9 @@ class ChatRequest(RequestModel):
         return self
 
     @property
-    def is_stream(self) -> bool:
-        return bool(self.stream)
-
-    @property
     def output_limit(self) -> int | None:
         """The requested cap on generated tokens (``max_completion_tokens`` wins)."""
         return self.max_completion_tokens or self.max_tokens
-
-    @property
-    def stop_list(self) -> list[str]:
-        if self.stop is None:
-            return []
-        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
-
-    @property
-    def wants_usage_chunk(self) -> bool:
-        return bool(self.stream_options and self.stream_options.include_usage)
 
 
 class Usage(WireModel):
