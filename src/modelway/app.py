@@ -17,6 +17,7 @@ from modelway.config import (
 )
 from modelway.observability.logging import get_logger
 from modelway.pipeline.context import RequestContext, Result
+from modelway.pipeline.data_class import DataClassification
 from modelway.pipeline.observe import Observe
 from modelway.pipeline.stage import Next, Stage, build_chain
 from modelway.protocol.openai_models import ModelCard, ModelList
@@ -24,8 +25,14 @@ from modelway.providers.anthropic import AnthropicProvider
 from modelway.providers.base import Provider
 from modelway.providers.local import LocalProvider
 from modelway.providers.openai_compat import OpenAIProvider
+from modelway.routing.breaker import BreakerState, CircuitBreaker
 from modelway.routing.dispatch import Dispatch
-from modelway.routing.router import DeploymentRuntime, ModelGroupRuntime, Router
+from modelway.routing.router import (
+    DeploymentRuntime,
+    ModelGroupRuntime,
+    Router,
+    breaker_settings,
+)
 
 ProviderFactory = Callable[[Any, str, str], Provider]
 
@@ -38,7 +45,7 @@ PROVIDERS: dict[type[Any], ProviderFactory] = {
 
 def build_stages(config: Config) -> list[Stage]:
     """The request path, outermost first. A disabled feature is simply not listed."""
-    return [Observe(get_logger("modelway.request"))]
+    return [Observe(get_logger("modelway.request")), DataClassification()]
 
 
 @dataclass
@@ -102,9 +109,19 @@ class Runtime:
 
 def build_runtime(config: Config) -> Runtime:
     groups: dict[str, list[DeploymentRuntime]] = {g.name: [] for g in config.models}
+    log = get_logger("modelway.routing")
+
+    def breaker_changed(name: str, old: BreakerState, new: BreakerState) -> None:
+        log.warning("circuit_breaker", deployment=name, old=old.value, new=new.value)
+
     for group, dep_id, dep in config.deployment_ids():
-        groups[group.name].append(_deployment(group.name, dep_id, dep))
-    router = Router([ModelGroupRuntime(name, deps) for name, deps in groups.items()])
+        runtime = _deployment(group.name, dep_id, dep)
+        runtime.breaker = CircuitBreaker(
+            dep_id, breaker_settings(group.routing.breaker), on_change=breaker_changed
+        )
+        groups[group.name].append(runtime)
+    routing = {g.name: g.routing for g in config.models}
+    router = Router([ModelGroupRuntime(name, deps, routing[name]) for name, deps in groups.items()])
     return Runtime(config=config, router=router, stages=build_stages(config))
 
 
@@ -117,4 +134,6 @@ def _deployment(group: str, dep_id: str, dep: Deployment) -> DeploymentRuntime:
         upstream_model=dep.model or group,
         weight=dep.weight,
         tags=tuple(dep.tags),
+        priority=dep.priority,
+        cost_per_million=dep.cost_per_million,
     )

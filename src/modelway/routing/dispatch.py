@@ -1,15 +1,32 @@
-"""The innermost handler: pick a deployment, call its provider, time the upstream part."""
+"""The innermost handler: fallbacks, around retries, around one attempt on one deployment.
+
+- ``_with_fallbacks``: when a group gives up, move to the next group of the requested
+  group's chain for that kind of failure (context too long, content filtered, or any
+  retryable failure).
+- ``_with_retries``: retry what can succeed on retry, on another deployment of the group
+  when there is one, with backoff, within the request's deadline.
+- ``_attempt``: one call, under the deployment's circuit breaker, timed for the
+  latency-aware strategy. A stream counts as answered at its first chunk: a failure
+  before it is retried, one after it ends the stream with an error.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
+from modelway.observability.logging import get_logger
 from modelway.pipeline.context import Chunk, RequestContext, Result
+from modelway.protocol import errors
 from modelway.protocol.openai_chat import ChatRequest, ChatResponse, make_usage
 from modelway.protocol.openai_completions import CompletionRequest, CompletionResponse
 from modelway.protocol.openai_embeddings import EmbeddingRequest
-from modelway.routing.router import DeploymentRuntime, Router
+from modelway.routing.backoff import backoff_seconds
+from modelway.routing.router import DeploymentRuntime, ModelGroupRuntime, Router
+
+TIMEOUT_HEADER = "x-modelway-timeout-ms"
+_log = get_logger("modelway.routing")
 
 
 class Dispatch:
@@ -17,27 +34,131 @@ class Dispatch:
         self.router = router
 
     async def __call__(self, ctx: RequestContext) -> Result:
-        deployment = self.router.group(ctx.model).choose()
-        ctx.deployment = deployment.id
-        ctx.provider = deployment.provider.name
-        ctx.response_headers["x-modelway-deployment"] = deployment.id
-        ctx.timings.upstream_start = time.perf_counter()
-        if ctx.stream:
-            return await self._stream(ctx, deployment)
+        requested = self.router.group(ctx.model)
+        deadline = _deadline(ctx, requested)
+        return await self._with_fallbacks(ctx, requested, deadline)
+
+    async def _with_fallbacks(
+        self, ctx: RequestContext, requested: ModelGroupRuntime, deadline: float | None
+    ) -> Result:
+        group, failed = requested, []
+        while True:
+            try:
+                result = await self._with_retries(ctx, group, deadline)
+            except errors.GatewayError as exc:
+                failed.append(group.name)
+                following = self._fallback(requested, exc, failed)
+                if following is None:
+                    raise
+                group = following
+                continue
+            if failed:
+                ctx.response_headers["x-modelway-fallbacks"] = ",".join(failed)
+            return result
+
+    def _fallback(
+        self, requested: ModelGroupRuntime, exc: errors.GatewayError, failed: list[str]
+    ) -> ModelGroupRuntime | None:
+        routing = requested.routing
+        if isinstance(exc, errors.ContextTooLong):
+            chain = routing.context_fallbacks
+        elif isinstance(exc, errors.ContentFiltered):
+            chain = routing.content_fallbacks
+        elif exc.retryable:
+            chain = routing.fallbacks
+        else:
+            return None
+        following = next((name for name in chain if name not in failed), None)
+        return self.router.group(following) if following is not None else None
+
+    async def _with_retries(
+        self, ctx: RequestContext, group: ModelGroupRuntime, deadline: float | None
+    ) -> Result:
+        key = ctx.headers.get("x-session-id") or getattr(ctx.request, "user", None)
+        confidential = ctx.data_class == "confidential"
+        order = group.candidates(key, private_only=confidential)
+        if confidential and not order:
+            raise errors.Unavailable(
+                f"model group '{group.name}': no private deployment can take this "
+                "confidential request now; it is never sent to external deployments"
+            )
+        if not order:
+            raise errors.Unavailable(
+                f"model group '{group.name}': every deployment's circuit is open",
+                retry_after=group.routing.breaker.cooldown_seconds,
+            )
+        attempts = group.routing.retries + 1
+        for attempt in range(attempts):
+            dep = _next_allowed(order, attempt)
+            if dep is None:
+                raise errors.Unavailable(
+                    f"model group '{group.name}': no deployment is accepting traffic"
+                )
+            try:
+                return await self._attempt(ctx, dep, deadline)
+            except errors.GatewayError as exc:
+                if not exc.retryable or attempt + 1 == attempts:
+                    raise
+                pause = backoff_seconds(
+                    attempt,
+                    initial=group.routing.backoff_initial_seconds,
+                    maximum=group.routing.backoff_max_seconds,
+                    retry_after=exc.retry_after,
+                    same_deployment=len(order) == 1,
+                )
+                if deadline is not None and time.monotonic() + pause >= deadline:
+                    raise
+                await asyncio.sleep(pause)
+        raise AssertionError("the last attempt returns or raises")
+
+    async def _attempt(
+        self, ctx: RequestContext, dep: DeploymentRuntime, deadline: float | None
+    ) -> Result:
+        if ctx.data_class == "confidential":
+            _log.info(
+                "confidential_route",
+                request_id=ctx.request_id,
+                group=dep.group,
+                deployment=dep.id,
+            )
+        ctx.deployment, ctx.provider = dep.id, dep.provider.name
+        ctx.response_headers["x-modelway-deployment"] = dep.id
+        ctx.timings.upstream_start = started = time.perf_counter()
+        dep.stats.start()
         try:
-            return await self._call(ctx, deployment)
+            async with asyncio.timeout(_remaining(deadline)):
+                if ctx.stream:
+                    chunks, first = await self._open_stream(ctx, dep)
+                else:
+                    body = await self._call(ctx, dep)
+        except TimeoutError:
+            timeout = errors.Timeout(f"upstream {dep.id}: the request's deadline passed")
+            self._failed(dep, timeout)
+            raise timeout from None
+        except errors.GatewayError as exc:
+            self._failed(dep, exc)
+            raise
+        except BaseException:
+            dep.stats.finish()
+            if dep.breaker is not None:
+                dep.breaker.release()
+            raise
         finally:
             ctx.timings.upstream_end = time.perf_counter()
+        dep.stats.observe_latency(time.perf_counter() - started)
+        if not ctx.stream:
+            self._succeeded(dep)
+            return body
+        ctx.timings.first_token = time.perf_counter()
+        return self._relay(ctx, dep, first, chunks)
 
-    async def _call(self, ctx: RequestContext, deployment: DeploymentRuntime) -> Result:
-        provider = deployment.provider
-        req = ctx.request.model_copy(update={"model": deployment.upstream_model})
+    async def _call(self, ctx: RequestContext, dep: DeploymentRuntime) -> Result:
+        provider = dep.provider
+        req = ctx.request.model_copy(update={"model": dep.upstream_model})
         body: ChatResponse | CompletionResponse
-        if ctx.operation == "chat":
-            assert isinstance(req, ChatRequest)
+        if isinstance(req, ChatRequest):
             body = await provider.chat(req)
-        elif ctx.operation == "completion":
-            assert isinstance(req, CompletionRequest)
+        elif isinstance(req, CompletionRequest):
             body = await provider.complete(req)
         else:
             assert isinstance(req, EmbeddingRequest)
@@ -48,37 +169,103 @@ class Dispatch:
         ctx.usage = body.usage
         return body
 
-    async def _stream(self, ctx: RequestContext, deployment: DeploymentRuntime) -> Result:
-        provider = deployment.provider
-        req = ctx.request.model_copy(update={"model": deployment.upstream_model})
+    async def _open_stream(
+        self, ctx: RequestContext, dep: DeploymentRuntime
+    ) -> tuple[AsyncIterator[Chunk], Chunk]:
+        req = ctx.request.model_copy(update={"model": dep.upstream_model})
         chunks: AsyncIterator[Chunk]
         if isinstance(req, ChatRequest):
-            chunks = provider.chat_stream(req)
+            chunks = dep.provider.chat_stream(req)
         else:
             assert isinstance(req, CompletionRequest)
-            chunks = provider.complete_stream(req)
-        # Wait for the first chunk here, so an upstream that refuses is an error the
-        # client sees with its status, not a stream that starts and then fails.
+            chunks = dep.provider.complete_stream(req)
+        # Wait for the first chunk here, so an upstream that refuses is an error that can
+        # be retried, or that the client sees with its status, not a broken stream.
         try:
             first: Chunk = await anext(chunks)
         except BaseException:
-            ctx.timings.upstream_end = time.perf_counter()
             await _aclose(chunks)
             raise
-        ctx.timings.first_token = time.perf_counter()
-        return _relay(ctx, first, chunks)
+        return chunks, first
+
+    async def _relay(
+        self,
+        ctx: RequestContext,
+        dep: DeploymentRuntime,
+        first: Chunk,
+        chunks: AsyncIterator[Chunk],
+    ) -> AsyncIterator[Chunk]:
+        failure: errors.GatewayError | None = None
+        finished = False  # False at the end: the client left first
+        try:
+            yield _note_usage(ctx, first)
+            async for chunk in chunks:
+                yield _note_usage(ctx, chunk)
+            finished = True
+        except errors.GatewayError as exc:
+            failure = exc
+            raise
+        finally:
+            ctx.timings.upstream_end = time.perf_counter()
+            await _aclose(chunks)
+            if failure is not None:
+                self._failed(dep, failure)
+            elif finished:
+                self._succeeded(dep)
+            else:
+                dep.stats.finish()
+                if dep.breaker is not None:
+                    dep.breaker.release()
+
+    def _succeeded(self, dep: DeploymentRuntime) -> None:
+        dep.stats.finish()
+        if dep.breaker is not None:
+            dep.breaker.record_success()
+
+    def _failed(self, dep: DeploymentRuntime, exc: errors.GatewayError) -> None:
+        dep.stats.finish()
+        if dep.breaker is None:
+            return
+        if isinstance(exc, errors.RateLimited):
+            # Load, not ill health: it neither opens the circuit nor closes it.
+            dep.breaker.release()
+        elif exc.retryable:
+            dep.breaker.record_failure()
+        else:
+            # A refusal of this request (400, 401...) says nothing about the deployment's health.
+            dep.breaker.record_success()
 
 
-async def _relay(
-    ctx: RequestContext, first: Chunk, chunks: AsyncIterator[Chunk]
-) -> AsyncIterator[Chunk]:
-    try:
-        yield _note_usage(ctx, first)
-        async for chunk in chunks:
-            yield _note_usage(ctx, chunk)
-    finally:
-        ctx.timings.upstream_end = time.perf_counter()
-        await _aclose(chunks)
+def _next_allowed(order: list[DeploymentRuntime], attempt: int) -> DeploymentRuntime | None:
+    """The deployment for this attempt: down the order, then round again; one whose
+    breaker refuses (open, or half-open with its probes taken) is skipped."""
+    for step in range(len(order)):
+        dep = order[(attempt + step) % len(order)]
+        if dep.breaker is None or dep.breaker.allow():
+            return dep
+    return None
+
+
+def _deadline(ctx: RequestContext, group: ModelGroupRuntime) -> float | None:
+    limits = []
+    if group.routing.timeout_seconds is not None:
+        limits.append(group.routing.timeout_seconds)
+    header = ctx.headers.get(TIMEOUT_HEADER)
+    if header is not None:
+        try:
+            milliseconds = float(header)
+        except ValueError:
+            raise errors.BadRequest(
+                f"{TIMEOUT_HEADER} must be a number of milliseconds", param=TIMEOUT_HEADER
+            ) from None
+        if milliseconds <= 0:
+            raise errors.BadRequest(f"{TIMEOUT_HEADER} must be positive", param=TIMEOUT_HEADER)
+        limits.append(milliseconds / 1000)
+    return time.monotonic() + min(limits) if limits else None
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _note_usage(ctx: RequestContext, chunk: Chunk) -> Chunk:

@@ -1,16 +1,20 @@
-"""Model groups and their deployments, and the choice of one deployment per request."""
+"""Model groups and their deployments, with each deployment's breaker and live figures."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from modelway.config import BreakerConfig, RoutingConfig
 from modelway.protocol.errors import ModelNotFound
 from modelway.providers.base import Provider
+from modelway.routing.breaker import BreakerSettings, BreakerState, CircuitBreaker
+from modelway.routing.strategies import DeploymentStats, Strategy, make_strategy, with_affinity
+
+PRIVATE_TAG = "private"  # infrastructure the organisation controls
 
 
-@dataclass(slots=True)
+@dataclass(eq=False)
 class DeploymentRuntime:
     id: str
     group: str
@@ -18,22 +22,43 @@ class DeploymentRuntime:
     upstream_model: str
     weight: float = 1.0
     tags: Sequence[str] = ()
+    priority: int = 0
+    cost_per_million: float | None = None
+    stats: DeploymentStats = field(default_factory=DeploymentStats)
+    breaker: CircuitBreaker | None = None
 
 
-@dataclass(slots=True)
+@dataclass(eq=False)
 class ModelGroupRuntime:
     name: str
     deployments: list[DeploymentRuntime]
-    _weights: list[float] = field(init=False)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    strategy: Strategy = field(init=False)
 
     def __post_init__(self) -> None:
-        self._weights = [d.weight for d in self.deployments]
+        strategy = make_strategy(self.routing.strategy)
+        self.strategy = with_affinity(strategy) if self.routing.affinity else strategy
 
-    def choose(self) -> DeploymentRuntime:
-        """Weighted random choice among the group's deployments."""
-        if len(self.deployments) == 1:
-            return self.deployments[0]
-        return random.choices(self.deployments, weights=self._weights)[0]
+    def candidates(self, key: str | None, *, private_only: bool) -> list[DeploymentRuntime]:
+        """Deployments whose circuit is not open, best first for this request; with
+        ``private_only``, only those tagged ``private``."""
+        usable = [
+            d
+            for d in self.deployments
+            if _usable(d) and (not private_only or PRIVATE_TAG in d.tags)
+        ]
+        return self.strategy.order(usable, key)
+
+    def has_private(self) -> bool:
+        return any(PRIVATE_TAG in d.tags for d in self.deployments)
+
+
+def _usable(dep: DeploymentRuntime) -> bool:
+    return dep.breaker is None or dep.breaker.state is not BreakerState.OPEN
+
+
+def breaker_settings(config: BreakerConfig) -> BreakerSettings:
+    return BreakerSettings(**config.model_dump())
 
 
 class Router:

@@ -1,0 +1,302 @@
+"""Retries, fallbacks, timeouts and circuit breakers against several faulty mock upstreams."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import yaml
+
+from tests.integration.conftest import Mock
+from tests.servers import Process, free_port, running
+
+MOCKS = ("a", "b", "c", "d")
+
+
+@pytest.fixture(scope="module")
+def mocks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Mock]]:
+    folder = tmp_path_factory.mktemp("mocks")
+    with contextlib.ExitStack() as stack:
+        found = {}
+        for name in MOCKS:
+            port = free_port()
+            args = ["mock-upstream", "--port", str(port), "--seed", str(ord(name))]
+            proc = stack.enter_context(running(args, folder / f"{name}.log", port, "/health"))
+            found[name] = Mock(proc.url)
+        yield found
+
+
+def deployment(mock: Mock, name: str, **extra: Any) -> dict[str, Any]:
+    return {"provider": "openai", "id": name, "model": "m", "base_url": f"{mock.url}/v1", **extra}
+
+
+@pytest.fixture(scope="module")
+def gateway(mocks: dict[str, Mock], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
+    a, b, c, d = (mocks[n] for n in MOCKS)
+    fast_breaker = {"consecutive_failures": 3, "cooldown_seconds": 1.5, "minimum_requests": 100}
+    config = {
+        "models": [
+            {
+                "name": "chaos",
+                "routing": {"retries": 4, "backoff_initial_seconds": 0.01},
+                "deployments": [deployment(a, "a"), deployment(b, "b"), deployment(c, "c")],
+            },
+            {
+                "name": "hangs",
+                "routing": {"retries": 2, "strategy": "priority"},
+                "deployments": [
+                    deployment(d, "d", timeout_seconds=0.5, priority=0),
+                    deployment(c, "c2", priority=1),
+                ],
+            },
+            {
+                "name": "breaks",
+                "routing": {"retries": 1, "strategy": "priority", "breaker": fast_breaker},
+                "deployments": [deployment(d, "d2", priority=0), deployment(c, "c3", priority=1)],
+            },
+            {
+                "name": "primary",
+                "routing": {"retries": 1, "fallbacks": ["backup"], "backoff_initial_seconds": 0.01},
+                "deployments": [deployment(d, "d3")],
+            },
+            {"name": "backup", "deployments": [deployment(c, "c4")]},
+            {
+                "name": "lonely",
+                "routing": {"retries": 2, "backoff_initial_seconds": 0.01},
+                "deployments": [deployment(d, "d4")],
+            },
+            {
+                "name": "mixed",
+                "routing": {
+                    "retries": 3,
+                    "fallbacks": ["external-only"],
+                    "backoff_initial_seconds": 0.01,
+                },
+                "deployments": [
+                    deployment(a, "ext", tags=["external"], weight=9),
+                    deployment(d, "priv", tags=["private"]),
+                ],
+            },
+            {"name": "external-only", "deployments": [deployment(b, "ext2", tags=["external"])]},
+        ],
+    }
+    folder = tmp_path_factory.mktemp("routing")
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    with running(
+        ["serve", "--config", str(path), "--port", str(port)],
+        folder / "gateway.log",
+        port,
+        "/health/live",
+    ) as proc:
+        yield proc
+
+
+@pytest.fixture(autouse=True)
+def healthy(mocks: dict[str, Mock]) -> Iterator[None]:
+    for mock in mocks.values():
+        mock.reset()
+    yield
+    for mock in mocks.values():
+        httpx.post(mock.url + "/_mock/config", json={"fail_rate": 0.0, "fail_mode": "status"})
+
+
+def configure(mock: Mock, **options: Any) -> None:
+    httpx.post(mock.url + "/_mock/config", json=options).raise_for_status()
+
+
+def served(mock: Mock) -> int:
+    return int(mock.stats()["requests_total"])
+
+
+def ask(gateway: Process, model: str, **extra: Any) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": "ping"}], **extra}
+    return httpx.post(gateway.url + "/v1/chat/completions", json=body, timeout=60)
+
+
+def test_every_request_succeeds_while_two_of_three_deployments_fail_often(
+    gateway: Process, mocks: dict[str, Mock]
+) -> None:
+    async def burst(n: int) -> list[str]:
+        async with openai.AsyncOpenAI(
+            base_url=gateway.url + "/v1", api_key="x", max_retries=0
+        ) as client:
+            replies = await asyncio.gather(
+                *(
+                    client.chat.completions.create(
+                        model="chaos", messages=[{"role": "user", "content": f"hello {i}"}]
+                    )
+                    for i in range(n)
+                )
+            )
+        return [r.choices[0].message.content or "" for r in replies]
+
+    phases = [
+        ({"fail_rate": 0.3, "fail_status": 500}, {"fail_rate": 0.3, "fail_mode": "reset"}),
+        ({"fail_rate": 0.3, "fail_status": 429}, {"fail_rate": 0.3, "fail_status": 503}),
+    ]
+    answers: list[str] = []
+    for options_a, options_b in phases:
+        configure(mocks["a"], **options_a)
+        configure(mocks["b"], **options_b)
+        for _ in range(3):
+            answers += asyncio.run(burst(50))
+    assert len(answers) == 300
+    assert all(text.startswith("hello ") for text in answers)
+    injected = sum(mocks[n].stats()["failures_injected"] for n in ("a", "b"))
+    assert injected > 30  # the faults really happened, and were absorbed
+
+
+def test_a_hanging_deployment_is_timed_out_and_bypassed(
+    gateway: Process, mocks: dict[str, Mock]
+) -> None:
+    configure(mocks["d"], fail_rate=1.0, fail_mode="hang")
+    for _ in range(3):
+        resp = ask(gateway, "hangs")
+        assert resp.status_code == 200
+        assert resp.headers["x-modelway-deployment"] == "c2"
+    assert served(mocks["d"]) >= 1
+
+
+def test_the_breaker_keeps_traffic_off_a_failing_deployment_until_half_open(
+    gateway: Process, mocks: dict[str, Mock]
+) -> None:
+    configure(mocks["d"], fail_rate=1.0, fail_status=500)
+    for _ in range(10):
+        assert ask(gateway, "breaks").status_code == 200
+    opened_after = served(mocks["d"])
+    assert opened_after == 3  # three consecutive failures open it; nothing more reached it
+    for _ in range(10):
+        resp = ask(gateway, "breaks")
+        assert resp.status_code == 200 and resp.headers["x-modelway-deployment"] == "c3"
+    assert served(mocks["d"]) == opened_after
+    time.sleep(1.7)  # past the cool-down: one probe is let through, fails, and it re-opens
+    assert ask(gateway, "breaks").status_code == 200
+    assert served(mocks["d"]) == opened_after + 1
+    configure(mocks["d"], fail_rate=0.0)
+    time.sleep(3.2)  # the cool-down doubled after the failed probe
+    for _ in range(4):
+        ask(gateway, "breaks")
+    assert served(mocks["d"]) > opened_after + 1  # probes succeeded: it is back in use
+
+
+def test_fallback_group_serves_when_the_primary_fails(
+    gateway: Process, mocks: dict[str, Mock]
+) -> None:
+    configure(mocks["d"], fail_rate=1.0, fail_status=503)
+    resp = ask(gateway, "primary")
+    assert resp.status_code == 200
+    assert resp.headers["x-modelway-fallbacks"] == "primary"
+    assert resp.headers["x-modelway-deployment"] == "c4"
+    assert served(mocks["d"]) == 2  # the first attempt and one retry
+
+
+def test_a_stream_falls_back_before_its_first_byte(
+    gateway: Process, mocks: dict[str, Mock]
+) -> None:
+    configure(mocks["d"], fail_rate=1.0, fail_status=500)
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0)
+    chunks = list(
+        client.chat.completions.create(
+            model="primary", messages=[{"role": "user", "content": "stream me"}], stream=True
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "stream me"
+
+
+def test_no_retry_for_a_request_the_upstream_refused(
+    gateway: Process, mocks: dict[str, Mock]
+) -> None:
+    configure(mocks["d"], fail_rate=1.0, fail_status=400)
+    resp = ask(gateway, "lonely")
+    assert resp.status_code == 400
+    assert served(mocks["d"]) == 1
+
+
+def test_retries_the_only_deployment_then_gives_up(
+    gateway: Process, mocks: dict[str, Mock]
+) -> None:
+    configure(mocks["d"], fail_rate=1.0, fail_status=502)
+    resp = ask(gateway, "lonely")
+    assert resp.status_code == 502
+    assert served(mocks["d"]) == 3
+
+
+def test_request_deadline_header(gateway: Process, mocks: dict[str, Mock]) -> None:
+    configure(mocks["d"], fail_rate=1.0, fail_mode="hang")
+    started = time.monotonic()
+    resp = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        timeout=30,
+        json={"model": "lonely", "messages": [{"role": "user", "content": "x"}]},
+        headers={"x-modelway-timeout-ms": "300"},
+    )
+    assert resp.status_code == 504
+    assert time.monotonic() - started < 10
+    bad = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        timeout=30,
+        json={"model": "lonely", "messages": [{"role": "user", "content": "x"}]},
+        headers={"x-modelway-timeout-ms": "soon"},
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "x-modelway-timeout-ms"
+
+
+CONFIDENTIAL = {"x-modelway-data-class": "confidential"}
+
+
+def test_confidential_requests_only_reach_private_deployments(
+    gateway: Process, mocks: dict[str, Mock]
+) -> None:
+    for _ in range(10):
+        resp = httpx.post(
+            gateway.url + "/v1/chat/completions",
+            headers=CONFIDENTIAL,
+            timeout=30,
+            json={"model": "mixed", "messages": [{"role": "user", "content": "secret"}]},
+        )
+        assert resp.status_code == 200 and resp.headers["x-modelway-deployment"] == "priv"
+    assert served(mocks["a"]) == 0 and served(mocks["b"]) == 0
+    # Public traffic may use either (the external one has 9x the weight).
+    for _ in range(10):
+        ask(gateway, "mixed")
+    assert served(mocks["a"]) > 0
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [{"fail_status": 503}, {"fail_status": 429}, {"fail_mode": "reset"}, {"fail_mode": "hang"}],
+)
+def test_confidential_requests_never_leave_when_the_private_side_fails(
+    gateway: Process, mocks: dict[str, Mock], fault: dict[str, Any]
+) -> None:
+    configure(mocks["d"], fail_rate=1.0, **fault)
+    resp = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        timeout=30,
+        headers={**CONFIDENTIAL, "x-modelway-timeout-ms": "1500"},
+        json={
+            "model": "mixed",
+            "messages": [{"role": "user", "content": "secret"}],
+            "stream": fault.get("fail_mode") == "reset",
+        },
+    )
+    assert resp.status_code in (429, 502, 503, 504)
+    assert served(mocks["a"]) == 0 and served(mocks["b"]) == 0
+
+
+def test_unknown_data_class_is_400(gateway: Process) -> None:
+    resp = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        headers={"x-modelway-data-class": "secretish"},
+        json={"model": "mixed", "messages": [{"role": "user", "content": "x"}]},
+        timeout=30,
+    )
+    assert resp.status_code == 400
