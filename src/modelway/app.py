@@ -90,7 +90,8 @@ class Runtime:
         return {dep_id: stats for dep_id, stats in found if stats is not None}
 
     async def readiness(self) -> dict[str, bool]:
-        """Per model group: is at least one of its deployments answering or loaded?"""
+        """Per model group: is at least one of its deployments answering (or loaded) with
+        its circuit not open?"""
         checks = await asyncio.gather(*(self._healthy(d) for d in self.deployments))
         status: dict[str, bool] = {name: False for name in self.router.groups}
         for dep, ok in zip(self.deployments, checks, strict=True):
@@ -98,6 +99,8 @@ class Runtime:
         return status
 
     async def _healthy(self, dep: DeploymentRuntime) -> bool:
+        if dep.breaker is not None and dep.breaker.state is BreakerState.OPEN:
+            return False
         now = time.monotonic()
         cached = self._health.get(dep.id)
         if cached is not None and now - cached[0] < self.config.server.health_cache_seconds:

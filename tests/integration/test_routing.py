@@ -300,3 +300,14 @@ def test_unknown_data_class_is_400(gateway: Process) -> None:
         timeout=30,
     )
     assert resp.status_code == 400
+
+
+def test_readiness_is_false_while_a_groups_only_deployment_is_open(
+    gateway: Process, mocks: dict[str, Mock]
+) -> None:
+    configure(mocks["d"], fail_rate=1.0, fail_status=500)
+    for _ in range(4):  # three attempts per request: the breaker opens on the fifth failure
+        ask(gateway, "lonely")
+    ready = httpx.get(gateway.url + "/health/ready").json()
+    assert ready["models"]["lonely"] is False
+    assert ready["models"]["chaos"] is True
