@@ -27,6 +27,7 @@ from modelway.providers.local import LocalProvider
 from modelway.providers.openai_compat import OpenAIProvider
 from modelway.routing.breaker import BreakerState, CircuitBreaker
 from modelway.routing.dispatch import Dispatch
+from modelway.routing.limits import DeploymentLimits
 from modelway.routing.router import (
     DeploymentRuntime,
     ModelGroupRuntime,
@@ -130,7 +131,14 @@ def build_runtime(config: Config) -> Runtime:
 
 def _deployment(group: str, dep_id: str, dep: Deployment) -> DeploymentRuntime:
     provider = PROVIDERS[type(dep)](dep, dep_id, group)
+    # A local engine bounds itself (slots and queue); HTTP deployments by their limits.
+    limits = (
+        DeploymentLimits()
+        if isinstance(dep, LocalDeployment)
+        else DeploymentLimits(max_parallel=dep.max_parallel, rpm=dep.rpm, tpm=dep.tpm)
+    )
     return DeploymentRuntime(
+        limits=limits,
         id=dep_id,
         group=group,
         provider=provider,

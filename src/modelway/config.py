@@ -57,6 +57,11 @@ class _HTTPDeployment(_DeploymentBase):
     timeout_seconds: float = Field(600.0, gt=0)
     connect_timeout_seconds: float = Field(10.0, gt=0)
     max_connections: int = Field(256, ge=1)
+    # This deployment's own limits (a provider account's quota, a server's capacity).
+    # When every deployment of a group is at its limit, requests wait in the group's queue.
+    max_parallel: int | None = Field(None, ge=1, description="Concurrent requests at most.")
+    rpm: int | None = Field(None, ge=1, description="Requests per minute at most.")
+    tpm: int | None = Field(None, ge=1, description="Tokens per minute at most (estimated).")
 
     @field_validator("api_key")
     @classmethod
@@ -143,6 +148,8 @@ class RoutingConfig(Strict):
     context_fallbacks: list[str] = Field(default_factory=list)
     content_fallbacks: list[str] = Field(default_factory=list)
     breaker: BreakerConfig = BreakerConfig()
+    queue_size: int = Field(100, ge=0, description="Requests that may wait for room.")
+    queue_timeout_seconds: float = Field(30.0, gt=0)
 
 
 class ModelGroup(Strict):

@@ -84,6 +84,16 @@ def gateway(mocks: dict[str, Mock], tmp_path_factory: pytest.TempPathFactory) ->
                 ],
             },
             {"name": "external-only", "deployments": [deployment(b, "ext2", tags=["external"])]},
+            {
+                "name": "narrow",
+                "routing": {"retries": 0, "queue_size": 2, "queue_timeout_seconds": 10},
+                "deployments": [deployment(c, "c5", max_parallel=1)],
+            },
+            {
+                "name": "quota",
+                "routing": {"retries": 0, "queue_timeout_seconds": 0.3},
+                "deployments": [deployment(c, "c6", rpm=2)],
+            },
         ],
     }
     folder = tmp_path_factory.mktemp("routing")
@@ -105,7 +115,10 @@ def healthy(mocks: dict[str, Mock]) -> Iterator[None]:
         mock.reset()
     yield
     for mock in mocks.values():
-        httpx.post(mock.url + "/_mock/config", json={"fail_rate": 0.0, "fail_mode": "status"})
+        httpx.post(
+            mock.url + "/_mock/config",
+            json={"fail_rate": 0.0, "fail_mode": "status", "latency_ms": 0.0},
+        )
 
 
 def configure(mock: Mock, **options: Any) -> None:
@@ -311,3 +324,51 @@ def test_readiness_is_false_while_a_groups_only_deployment_is_open(
     ready = httpx.get(gateway.url + "/health/ready").json()
     assert ready["models"]["lonely"] is False
     assert ready["models"]["chaos"] is True
+
+
+async def _post_all(
+    gateway: Process, bodies: list[tuple[dict[str, Any], dict[str, str]]], gap: float = 0.0
+) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=60) as http:
+        tasks = []
+        for body, headers in bodies:
+            tasks.append(
+                asyncio.create_task(http.post("/v1/chat/completions", json=body, headers=headers))
+            )
+            await asyncio.sleep(gap)
+        return list(await asyncio.gather(*tasks))
+
+
+def _chat(model: str, text: str) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": text}]}
+
+
+def test_requests_wait_for_a_deployment_at_its_limit_and_overflow_is_429(
+    gateway: Process, mocks: dict[str, Mock]
+) -> None:
+    configure(mocks["c"], latency_ms=300)
+    bodies = [(_chat("narrow", f"n{i}"), {}) for i in range(5)]
+    statuses = sorted(r.status_code for r in asyncio.run(_post_all(gateway, bodies)))
+    assert statuses == [200, 200, 200, 429, 429]  # one running, two queued, two refused
+
+
+def test_the_queue_serves_higher_priority_first(gateway: Process, mocks: dict[str, Mock]) -> None:
+    configure(mocks["c"], latency_ms=300)
+    bodies = [
+        (_chat("narrow", "first"), {}),
+        (_chat("narrow", "low"), {"x-modelway-priority": "0"}),
+        (_chat("narrow", "high"), {"x-modelway-priority": "10"}),
+    ]
+    responses = asyncio.run(_post_all(gateway, bodies, gap=0.05))
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    order = [r["body"]["messages"][0]["content"] for r in mocks["c"].stats()["last_requests"]]
+    assert order[-3:] == ["first", "high", "low"]
+
+
+def test_requests_per_minute_quota_holds(gateway: Process, mocks: dict[str, Mock]) -> None:
+    assert ask(gateway, "quota").status_code == 200
+    assert ask(gateway, "quota").status_code == 200
+    third = ask(gateway, "quota")
+    assert third.status_code == 429
+    assert int(third.headers["retry-after"]) >= 50  # until the one-minute window frees
+    assert served(mocks["c"]) == 2

@@ -26,6 +26,7 @@ from modelway.routing.backoff import backoff_seconds
 from modelway.routing.router import DeploymentRuntime, ModelGroupRuntime, Router
 
 TIMEOUT_HEADER = "x-modelway-timeout-ms"
+PRIORITY_HEADER = "x-modelway-priority"
 _log = get_logger("modelway.routing")
 
 
@@ -88,12 +89,9 @@ class Dispatch:
                 retry_after=group.routing.breaker.cooldown_seconds,
             )
         attempts = group.routing.retries + 1
+        tokens, priority = _estimated_tokens(ctx), _priority(ctx)
         for attempt in range(attempts):
-            dep = _next_allowed(order, attempt)
-            if dep is None:
-                raise errors.Unavailable(
-                    f"model group '{group.name}': no deployment is accepting traffic"
-                )
+            dep = await self._choose(group, order, attempt, tokens, priority, deadline)
             try:
                 return await self._attempt(ctx, dep, deadline)
             except errors.GatewayError as exc:
@@ -110,6 +108,36 @@ class Dispatch:
                     raise
                 await asyncio.sleep(pause)
         raise AssertionError("the last attempt returns or raises")
+
+    async def _choose(
+        self,
+        group: ModelGroupRuntime,
+        order: list[DeploymentRuntime],
+        attempt: int,
+        tokens: int,
+        priority: int,
+        deadline: float | None,
+    ) -> DeploymentRuntime:
+        """The deployment for this attempt, waiting in the group's queue while every
+        usable deployment is at its limits (and behind requests already waiting)."""
+
+        def roomy() -> list[DeploymentRuntime]:
+            return [d for d in order if d.limits.admits(d.stats.in_flight, tokens)]
+
+        if group.queue.depth or not roomy():
+            await group.queue.wait_for_room(
+                lambda: bool(roomy()),
+                priority=priority,
+                recheck_after=lambda: _soonest_room(order),
+                deadline_seconds=_remaining(deadline),
+            )
+        dep = _next_allowed(roomy(), attempt)
+        if dep is None:
+            raise errors.Unavailable(
+                f"model group '{group.name}': no deployment is accepting traffic"
+            )
+        dep.limits.take(tokens)
+        return dep
 
     async def _attempt(
         self, ctx: RequestContext, dep: DeploymentRuntime, deadline: float | None
@@ -139,7 +167,7 @@ class Dispatch:
             self._failed(dep, exc)
             raise
         except BaseException:
-            dep.stats.finish()
+            self._ended(dep)
             if dep.breaker is not None:
                 dep.breaker.release()
             raise
@@ -213,17 +241,21 @@ class Dispatch:
             elif finished:
                 self._succeeded(dep)
             else:
-                dep.stats.finish()
+                self._ended(dep)
                 if dep.breaker is not None:
                     dep.breaker.release()
 
-    def _succeeded(self, dep: DeploymentRuntime) -> None:
+    def _ended(self, dep: DeploymentRuntime) -> None:
         dep.stats.finish()
+        self.router.group(dep.group).queue.notify()
+
+    def _succeeded(self, dep: DeploymentRuntime) -> None:
+        self._ended(dep)
         if dep.breaker is not None:
             dep.breaker.record_success()
 
     def _failed(self, dep: DeploymentRuntime, exc: errors.GatewayError) -> None:
-        dep.stats.finish()
+        self._ended(dep)
         if dep.breaker is None:
             return
         if isinstance(exc, errors.RateLimited):
@@ -244,6 +276,35 @@ def _next_allowed(order: list[DeploymentRuntime], attempt: int) -> DeploymentRun
         if dep.breaker is None or dep.breaker.allow():
             return dep
     return None
+
+
+def _soonest_room(order: list[DeploymentRuntime]) -> float | None:
+    waits = [w for d in order if (w := d.limits.seconds_until_room()) is not None]
+    return min(waits) if waits else None
+
+
+def _estimated_tokens(ctx: RequestContext) -> int:
+    """Prompt (about four characters a token) plus the most the answer may take."""
+    req = ctx.request
+    if isinstance(req, ChatRequest):
+        chars = sum(len(m.text()) for m in req.messages)
+    else:
+        source = req.prompt if isinstance(req, CompletionRequest) else req.input
+        chars = len(source) if isinstance(source, str) else 4 * len(source)
+    limit = req.output_limit if isinstance(req, ChatRequest | CompletionRequest) else 0
+    return chars // 4 + (limit or 256 if not isinstance(req, EmbeddingRequest) else 0)
+
+
+def _priority(ctx: RequestContext) -> int:
+    raw = ctx.headers.get(PRIORITY_HEADER)
+    if raw is None:
+        return 0
+    try:
+        return int(raw)
+    except ValueError:
+        raise errors.BadRequest(
+            f"{PRIORITY_HEADER} must be an integer (higher goes first)", param=PRIORITY_HEADER
+        ) from None
 
 
 def _deadline(ctx: RequestContext, group: ModelGroupRuntime) -> float | None:

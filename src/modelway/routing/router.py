@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from modelway.config import BreakerConfig, RoutingConfig
 from modelway.protocol.errors import ModelNotFound
 from modelway.providers.base import Provider
+from modelway.routing.admission import AdmissionQueue
 from modelway.routing.breaker import BreakerSettings, BreakerState, CircuitBreaker
+from modelway.routing.limits import DeploymentLimits
 from modelway.routing.strategies import DeploymentStats, Strategy, make_strategy, with_affinity
 
 PRIVATE_TAG = "private"  # infrastructure the organisation controls
@@ -26,6 +28,7 @@ class DeploymentRuntime:
     cost_per_million: float | None = None
     stats: DeploymentStats = field(default_factory=DeploymentStats)
     breaker: CircuitBreaker | None = None
+    limits: DeploymentLimits = field(default_factory=DeploymentLimits)
 
 
 @dataclass(eq=False)
@@ -34,10 +37,16 @@ class ModelGroupRuntime:
     deployments: list[DeploymentRuntime]
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     strategy: Strategy = field(init=False)
+    queue: AdmissionQueue = field(init=False)
 
     def __post_init__(self) -> None:
         strategy = make_strategy(self.routing.strategy)
         self.strategy = with_affinity(strategy) if self.routing.affinity else strategy
+        self.queue = AdmissionQueue(
+            self.name,
+            size=self.routing.queue_size,
+            timeout_seconds=self.routing.queue_timeout_seconds,
+        )
 
     def candidates(self, key: str | None, *, private_only: bool) -> list[DeploymentRuntime]:
         """Deployments whose circuit is not open, best first for this request; with

@@ -1,0 +1,59 @@
+"""A deployment's own limits: concurrent requests, and the provider account's quotas
+of requests and tokens per minute (sliding one-minute window, in this process)."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+
+WINDOW_SECONDS = 60.0
+
+
+class DeploymentLimits:
+    def __init__(
+        self,
+        *,
+        max_parallel: int | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_parallel = max_parallel
+        self.rpm = rpm
+        self.tpm = tpm
+        self._clock = clock
+        self._sent: deque[tuple[float, int]] = deque()  # (when, tokens) in the window
+        self._tokens = 0
+
+    @property
+    def limited(self) -> bool:
+        return (self.max_parallel, self.rpm, self.tpm) != (None, None, None)
+
+    def admits(self, in_flight: int, tokens: int) -> bool:
+        """Would one more request of ``tokens`` tokens stay within every limit now?"""
+        if self.max_parallel is not None and in_flight >= self.max_parallel:
+            return False
+        self._expire()
+        if self.rpm is not None and len(self._sent) >= self.rpm:
+            return False
+        # A request larger than the whole quota is let through alone rather than never.
+        return self.tpm is None or self._tokens + tokens <= self.tpm or not self._sent
+
+    def take(self, tokens: int) -> None:
+        if self.rpm is None and self.tpm is None:
+            return
+        self._sent.append((self._clock(), tokens))
+        self._tokens += tokens
+
+    def seconds_until_room(self) -> float | None:
+        """When the window next frees a request's worth; None if only concurrency binds."""
+        self._expire()
+        if not self._sent:
+            return None
+        return max(0.0, self._sent[0][0] + WINDOW_SECONDS - self._clock())
+
+    def _expire(self) -> None:
+        horizon = self._clock() - WINDOW_SECONDS
+        while self._sent and self._sent[0][0] <= horizon:
+            self._tokens -= self._sent.popleft()[1]
