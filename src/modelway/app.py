@@ -139,6 +139,7 @@ def _deployment(group: str, dep_id: str, dep: Deployment) -> DeploymentRuntime:
     )
     return DeploymentRuntime(
         limits=limits,
+        first_token_timeout=getattr(dep, "first_token_timeout_seconds", None),
         id=dep_id,
         group=group,
         provider=provider,

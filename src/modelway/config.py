@@ -56,6 +56,9 @@ class _HTTPDeployment(_DeploymentBase):
     headers: dict[str, str] = Field(default_factory=dict)
     timeout_seconds: float = Field(600.0, gt=0)
     connect_timeout_seconds: float = Field(10.0, gt=0)
+    first_token_timeout_seconds: float | None = Field(
+        None, gt=0, description="For streams: the first chunk must come within this."
+    )
     max_connections: int = Field(256, ge=1)
     # This deployment's own limits (a provider account's quota, a server's capacity).
     # When every deployment of a group is at its limit, requests wait in the group's queue.

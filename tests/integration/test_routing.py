@@ -90,6 +90,22 @@ def gateway(mocks: dict[str, Mock], tmp_path_factory: pytest.TempPathFactory) ->
                 "deployments": [deployment(c, "c5", max_parallel=1)],
             },
             {
+                "name": "canary",
+                "routing": {"affinity": True},
+                "deployments": [
+                    deployment(a, "stable", weight=95),
+                    deployment(b, "canary", weight=5),
+                ],
+            },
+            {
+                "name": "first-token",
+                "routing": {"retries": 1, "strategy": "priority"},
+                "deployments": [
+                    deployment(d, "slow-start", first_token_timeout_seconds=0.5, priority=0),
+                    deployment(c, "quick", priority=1),
+                ],
+            },
+            {
                 "name": "quota",
                 "routing": {"retries": 0, "queue_timeout_seconds": 0.3},
                 "deployments": [deployment(c, "c6", rpm=2)],
@@ -117,7 +133,7 @@ def healthy(mocks: dict[str, Mock]) -> Iterator[None]:
     for mock in mocks.values():
         httpx.post(
             mock.url + "/_mock/config",
-            json={"fail_rate": 0.0, "fail_mode": "status", "latency_ms": 0.0},
+            json={"fail_rate": 0.0, "fail_mode": "status", "latency_ms": 0.0, "ttft_ms": 0.0},
         )
 
 
@@ -372,3 +388,36 @@ def test_requests_per_minute_quota_holds(gateway: Process, mocks: dict[str, Mock
     assert third.status_code == 429
     assert int(third.headers["retry-after"]) >= 50  # until the one-minute window frees
     assert served(mocks["c"]) == 2
+
+
+def test_canary_split_holds_its_weights_and_is_sticky_per_user(gateway: Process) -> None:
+    async def run() -> dict[str, list[str]]:
+        seen: dict[str, list[str]] = {}
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=60) as http:
+            sem = asyncio.Semaphore(32)
+
+            async def one(user: str) -> None:
+                async with sem:
+                    body = {**_chat("canary", "hi"), "user": user}
+                    resp = await http.post("/v1/chat/completions", json=body)
+                    seen.setdefault(user, []).append(resp.headers["x-modelway-deployment"])
+
+            users = [f"user-{i}" for i in range(1000)]
+            await asyncio.gather(*(one(u) for u in users + users[:100] + users[:100]))
+        return seen
+
+    seen = asyncio.run(run())
+    on_canary = sum(1 for picks in seen.values() if picks[0] == "canary")
+    assert 30 <= on_canary <= 75  # 5% of 1000 users, within statistical tolerance
+    assert all(len(set(picks)) == 1 for picks in seen.values())  # each user sees one version
+
+
+def test_a_stream_without_a_first_token_in_time_moves_on(
+    gateway: Process, mocks: dict[str, Mock]
+) -> None:
+    configure(mocks["d"], ttft_ms=3000)
+    body = {**_chat("first-token", "quick please"), "stream": True}
+    with httpx.stream("POST", gateway.url + "/v1/chat/completions", json=body, timeout=30) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["x-modelway-deployment"] == "quick"
+        assert any("quick" in line for line in resp.iter_lines())

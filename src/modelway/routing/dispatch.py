@@ -153,14 +153,18 @@ class Dispatch:
         ctx.response_headers["x-modelway-deployment"] = dep.id
         ctx.timings.upstream_start = started = time.perf_counter()
         dep.stats.start()
+        limit, why = _remaining(deadline), "the request's deadline passed"
+        first = dep.first_token_timeout if ctx.stream else None
+        if first is not None and (limit is None or first < limit):
+            limit, why = first, f"no first token within {first:g} s"
         try:
-            async with asyncio.timeout(_remaining(deadline)):
+            async with asyncio.timeout(limit):
                 if ctx.stream:
-                    chunks, first = await self._open_stream(ctx, dep)
+                    chunks, head = await self._open_stream(ctx, dep)
                 else:
                     body = await self._call(ctx, dep)
         except TimeoutError:
-            timeout = errors.Timeout(f"upstream {dep.id}: the request's deadline passed")
+            timeout = errors.Timeout(f"upstream {dep.id}: {why}")
             self._failed(dep, timeout)
             raise timeout from None
         except errors.GatewayError as exc:
@@ -178,7 +182,7 @@ class Dispatch:
             self._succeeded(dep)
             return body
         ctx.timings.first_token = time.perf_counter()
-        return self._relay(ctx, dep, first, chunks)
+        return self._relay(ctx, dep, head, chunks)
 
     async def _call(self, ctx: RequestContext, dep: DeploymentRuntime) -> Result:
         provider = dep.provider
@@ -199,7 +203,13 @@ class Dispatch:
 
     async def _open_stream(
         self, ctx: RequestContext, dep: DeploymentRuntime
-    ) -> tuple[AsyncIterator[Chunk], Chunk]:
+    ) -> tuple[AsyncIterator[Chunk], list[Chunk]]:
+        """Start the stream and read up to its first chunk carrying output.
+
+        Servers such as vLLM send the role chunk at once and the first token later;
+        until a token has come, nothing reaches the client, so a failure or a silent
+        upstream can still be retried elsewhere.
+        """
         req = ctx.request.model_copy(update={"model": dep.upstream_model})
         chunks: AsyncIterator[Chunk]
         if isinstance(req, ChatRequest):
@@ -207,26 +217,29 @@ class Dispatch:
         else:
             assert isinstance(req, CompletionRequest)
             chunks = dep.provider.complete_stream(req)
-        # Wait for the first chunk here, so an upstream that refuses is an error that can
-        # be retried, or that the client sees with its status, not a broken stream.
+        head: list[Chunk] = []
         try:
-            first: Chunk = await anext(chunks)
+            async for chunk in chunks:
+                head.append(chunk)
+                if _carries_output(chunk):
+                    break
         except BaseException:
             await _aclose(chunks)
             raise
-        return chunks, first
+        return chunks, head
 
     async def _relay(
         self,
         ctx: RequestContext,
         dep: DeploymentRuntime,
-        first: Chunk,
+        head: list[Chunk],
         chunks: AsyncIterator[Chunk],
     ) -> AsyncIterator[Chunk]:
         failure: errors.GatewayError | None = None
         finished = False  # False at the end: the client left first
         try:
-            yield _note_usage(ctx, first)
+            for chunk in head:
+                yield _note_usage(ctx, chunk)
             async for chunk in chunks:
                 yield _note_usage(ctx, chunk)
             finished = True
@@ -327,6 +340,21 @@ def _deadline(ctx: RequestContext, group: ModelGroupRuntime) -> float | None:
 
 def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _carries_output(chunk: Chunk) -> bool:
+    if chunk.usage is not None:
+        return True
+    for choice in chunk.choices:
+        if choice.finish_reason is not None:
+            return True
+        delta = getattr(choice, "delta", None)
+        if delta is None:  # a text-completion chunk
+            if getattr(choice, "text", ""):
+                return True
+        elif delta.content or delta.tool_calls:
+            return True
+    return False
 
 
 def _note_usage(ctx: RequestContext, chunk: Chunk) -> Chunk:

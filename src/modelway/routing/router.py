@@ -29,6 +29,7 @@ class DeploymentRuntime:
     stats: DeploymentStats = field(default_factory=DeploymentStats)
     breaker: CircuitBreaker | None = None
     limits: DeploymentLimits = field(default_factory=DeploymentLimits)
+    first_token_timeout: float | None = None
 
 
 @dataclass(eq=False)
