@@ -28,6 +28,7 @@ from modelway.providers.openai_compat import OpenAIProvider
 from modelway.routing.breaker import BreakerState, CircuitBreaker
 from modelway.routing.dispatch import Dispatch
 from modelway.routing.limits import DeploymentLimits
+from modelway.routing.probes import probe_forever
 from modelway.routing.router import (
     DeploymentRuntime,
     ModelGroupRuntime,
@@ -55,11 +56,14 @@ class Runtime:
     router: Router
     stages: Sequence[Stage]
     created: int = field(default_factory=lambda: int(time.time()))
+    _dispatch: Dispatch = field(init=False)
     _chain: Next = field(init=False)
     _health: dict[str, tuple[float, bool]] = field(default_factory=dict, init=False)
+    _probes: list[asyncio.Task[None]] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
-        self._chain = build_chain(self.stages, Dispatch(self.router))
+        self._dispatch = Dispatch(self.router)
+        self._chain = build_chain(self.stages, self._dispatch)
 
     @property
     def deployments(self) -> list[DeploymentRuntime]:
@@ -70,8 +74,16 @@ class Runtime:
 
     async def start(self) -> None:
         await asyncio.gather(*(d.provider.start() for d in self.deployments))
+        self._probes = [
+            asyncio.create_task(probe_forever(d, d.health_check_seconds))
+            for d in self.deployments
+            if d.health_check_seconds is not None
+        ]
 
     async def close(self) -> None:
+        for probe in self._probes:
+            probe.cancel()
+        await self._dispatch.shadows.close()
         await asyncio.gather(
             *(d.provider.close() for d in self.deployments), return_exceptions=True
         )
@@ -140,6 +152,8 @@ def _deployment(group: str, dep_id: str, dep: Deployment) -> DeploymentRuntime:
     return DeploymentRuntime(
         limits=limits,
         first_token_timeout=getattr(dep, "first_token_timeout_seconds", None),
+        health_check_seconds=dep.health_check_seconds,
+        shadow=dep.shadow,
         id=dep_id,
         group=group,
         provider=provider,

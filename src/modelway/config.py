@@ -45,6 +45,11 @@ class _DeploymentBase(Strict):
     weight: float = Field(1.0, gt=0)
     tags: list[str] = Field(default_factory=list)
     priority: int = Field(0, description="For the priority strategy: lower goes first.")
+    # A shadow gets a copy of its group's requests; its answers are measured, not used.
+    shadow: bool = False
+    health_check_seconds: float | None = Field(
+        None, gt=0, description="Probe the deployment in the background this often."
+    )
     cost_per_million: float | None = Field(
         None, ge=0, description="For the lowest_cost strategy: USD per million tokens."
     )
@@ -320,6 +325,8 @@ def _check_references(config: Config) -> list[str]:
                 f"models[{i}].name: '{group.name}' is already used by models[{names[group.name]}]"
             )
         names.setdefault(group.name, i)
+        if all(dep.shadow for dep in group.deployments):
+            problems.append(f"models[{i}].deployments: every deployment is a shadow")
         for j, dep in enumerate(group.deployments):
             where = f"models[{i}].deployments[{j}]"
             if isinstance(dep, LocalDeployment):

@@ -106,6 +106,31 @@ def gateway(mocks: dict[str, Mock], tmp_path_factory: pytest.TempPathFactory) ->
                 ],
             },
             {
+                "name": "shadowed",
+                "deployments": [
+                    deployment(c, "live"),
+                    deployment(b, "shadow-ext", shadow=True, tags=["external"]),
+                ],
+            },
+            {
+                "name": "probed",
+                "routing": {
+                    "strategy": "priority",
+                    "breaker": {"consecutive_failures": 2, "cooldown_seconds": 60},
+                },
+                "deployments": [
+                    {
+                        "provider": "openai",
+                        "id": "gone",
+                        "model": "m",
+                        "priority": 0,
+                        "base_url": f"http://127.0.0.1:{free_port()}/v1",
+                        "health_check_seconds": 0.2,
+                    },
+                    deployment(c, "present", priority=1),
+                ],
+            },
+            {
                 "name": "quota",
                 "routing": {"retries": 0, "queue_timeout_seconds": 0.3},
                 "deployments": [deployment(c, "c6", rpm=2)],
@@ -421,3 +446,57 @@ def test_a_stream_without_a_first_token_in_time_moves_on(
         assert resp.status_code == 200
         assert resp.headers["x-modelway-deployment"] == "quick"
         assert any("quick" in line for line in resp.iter_lines())
+
+
+def test_shadow_gets_a_copy_and_the_client_never_waits_for_it(
+    gateway: Process, mocks: dict[str, Mock]
+) -> None:
+    configure(mocks["b"], latency_ms=500)
+    started = time.monotonic()
+    for _ in range(4):
+        resp = ask(gateway, "shadowed")
+        assert resp.status_code == 200 and resp.headers["x-modelway-deployment"] == "live"
+    assert time.monotonic() - started < 1.5  # four shadow calls of 0.5 s were not awaited
+    for _ in range(50):
+        if served(mocks["b"]) == 4:
+            break
+        time.sleep(0.1)
+    assert served(mocks["b"]) == 4
+    assert mocks["b"].last_request()["body"].get("stream") in (None, False)
+    lines: list[dict[str, Any]] = []
+    for _ in range(50):  # each shadow answer takes 0.5 s, and logs are flushed every 0.2 s
+        lines = [line for line in gateway.log_lines() if line.get("event") == "shadow"]
+        if len(lines) >= 4:
+            break
+        time.sleep(0.1)
+    assert len(lines) == 4
+    assert {line["deployment"] for line in lines} == {"shadow-ext"}
+    assert {line["status"] for line in lines} == {200}
+
+
+def test_confidential_requests_are_not_copied_to_an_external_shadow(
+    gateway: Process, mocks: dict[str, Mock]
+) -> None:
+    resp = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        headers=CONFIDENTIAL,
+        timeout=30,
+        json={"model": "shadowed", "messages": [{"role": "user", "content": "secret"}]},
+    )
+    # The group has no private deployment, so the request is refused, and nothing leaks.
+    assert resp.status_code == 503
+    time.sleep(0.3)
+    assert served(mocks["b"]) == 0
+
+
+def test_background_probes_take_a_dead_deployment_out_before_traffic_does(
+    gateway: Process,
+) -> None:
+    for _ in range(40):  # the probes run every 0.2 s; two failures open the circuit
+        if httpx.get(gateway.url + "/health/ready").json()["models"]["probed"] is True:
+            break
+        time.sleep(0.1)
+    logs = [line for line in gateway.log_lines() if line.get("event") == "circuit_breaker"]
+    assert any(line["deployment"] == "gone" and line["new"] == "open" for line in logs)
+    resp = ask(gateway, "probed")
+    assert resp.status_code == 200 and resp.headers["x-modelway-deployment"] == "present"

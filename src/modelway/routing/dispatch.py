@@ -24,6 +24,7 @@ from modelway.protocol.openai_completions import CompletionRequest, CompletionRe
 from modelway.protocol.openai_embeddings import EmbeddingRequest
 from modelway.routing.backoff import backoff_seconds
 from modelway.routing.router import DeploymentRuntime, ModelGroupRuntime, Router
+from modelway.routing.shadow import Shadows
 
 TIMEOUT_HEADER = "x-modelway-timeout-ms"
 PRIORITY_HEADER = "x-modelway-priority"
@@ -33,11 +34,15 @@ _log = get_logger("modelway.routing")
 class Dispatch:
     def __init__(self, router: Router) -> None:
         self.router = router
+        self.shadows = Shadows()
 
     async def __call__(self, ctx: RequestContext) -> Result:
         requested = self.router.group(ctx.model)
         deadline = _deadline(ctx, requested)
-        return await self._with_fallbacks(ctx, requested, deadline)
+        result = await self._with_fallbacks(ctx, requested, deadline)
+        if requested.shadows:
+            self.shadows.copy(ctx, requested.shadows)
+        return result
 
     async def _with_fallbacks(
         self, ctx: RequestContext, requested: ModelGroupRuntime, deadline: float | None

@@ -30,6 +30,8 @@ class DeploymentRuntime:
     breaker: CircuitBreaker | None = None
     limits: DeploymentLimits = field(default_factory=DeploymentLimits)
     first_token_timeout: float | None = None
+    health_check_seconds: float | None = None
+    shadow: bool = False
 
 
 @dataclass(eq=False)
@@ -55,12 +57,13 @@ class ModelGroupRuntime:
         usable = [
             d
             for d in self.deployments
-            if _usable(d) and (not private_only or PRIVATE_TAG in d.tags)
+            if not d.shadow and _usable(d) and (not private_only or PRIVATE_TAG in d.tags)
         ]
         return self.strategy.order(usable, key)
 
-    def has_private(self) -> bool:
-        return any(PRIVATE_TAG in d.tags for d in self.deployments)
+    @property
+    def shadows(self) -> list[DeploymentRuntime]:
+        return [d for d in self.deployments if d.shadow]
 
 
 def _usable(dep: DeploymentRuntime) -> bool:
