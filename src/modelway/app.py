@@ -154,6 +154,7 @@ def _deployment(group: str, dep_id: str, dep: Deployment) -> DeploymentRuntime:
         first_token_timeout=getattr(dep, "first_token_timeout_seconds", None),
         health_check_seconds=dep.health_check_seconds,
         shadow=dep.shadow,
+        canary=dep.canary,
         id=dep_id,
         group=group,
         provider=provider,

@@ -47,6 +47,8 @@ class _DeploymentBase(Strict):
     priority: int = Field(0, description="For the priority strategy: lower goes first.")
     # A shadow gets a copy of its group's requests; its answers are measured, not used.
     shadow: bool = False
+    # A new version under trial: the group's rollout guard may hold it out.
+    canary: bool = False
     health_check_seconds: float | None = Field(
         None, gt=0, description="Probe the deployment in the background this often."
     )
@@ -139,6 +141,13 @@ class BreakerConfig(Strict):
     max_cooldown_seconds: float = Field(120.0, gt=0)
 
 
+class RolloutGuardConfig(Strict):
+    error_rate_margin: float = Field(0.1, ge=0, le=1)
+    latency_ratio: float = Field(2.0, gt=1)
+    minimum_requests: int = Field(20, ge=1)
+    hold_seconds: float = Field(300.0, gt=0)
+
+
 class RoutingConfig(Strict):
     strategy: Literal[
         "weighted", "round_robin", "least_in_flight", "latency", "lowest_cost", "priority"
@@ -156,6 +165,7 @@ class RoutingConfig(Strict):
     context_fallbacks: list[str] = Field(default_factory=list)
     content_fallbacks: list[str] = Field(default_factory=list)
     breaker: BreakerConfig = BreakerConfig()
+    rollout_guard: RolloutGuardConfig | None = None
     queue_size: int = Field(100, ge=0, description="Requests that may wait for room.")
     queue_timeout_seconds: float = Field(30.0, gt=0)
 

@@ -131,6 +131,19 @@ def gateway(mocks: dict[str, Mock], tmp_path_factory: pytest.TempPathFactory) ->
                 ],
             },
             {
+                "name": "guarded",
+                "routing": {
+                    "retries": 2,
+                    "backoff_initial_seconds": 0.01,
+                    "rollout_guard": {"minimum_requests": 10, "error_rate_margin": 0.2},
+                    "breaker": {"consecutive_failures": 0, "minimum_requests": 10**6},
+                },
+                "deployments": [
+                    deployment(c, "v1"),
+                    deployment(a, "v2-canary", canary=True),
+                ],
+            },
+            {
                 "name": "quota",
                 "routing": {"retries": 0, "queue_timeout_seconds": 0.3},
                 "deployments": [deployment(c, "c6", rpm=2)],
@@ -500,3 +513,25 @@ def test_background_probes_take_a_dead_deployment_out_before_traffic_does(
     assert any(line["deployment"] == "gone" and line["new"] == "open" for line in logs)
     resp = ask(gateway, "probed")
     assert resp.status_code == 200 and resp.headers["x-modelway-deployment"] == "present"
+
+
+def test_rollout_guard_holds_back_a_canary_that_fails_more(
+    gateway: Process, mocks: dict[str, Mock]
+) -> None:
+    configure(mocks["a"], fail_rate=0.6, fail_status=500)
+    for _ in range(60):
+        assert ask(gateway, "guarded").status_code == 200  # retries hide the canary's faults
+        if served(mocks["a"]) >= 14:
+            break
+    held_at = served(mocks["a"])
+    for _ in range(30):
+        resp = ask(gateway, "guarded")
+        assert resp.status_code == 200 and resp.headers["x-modelway-deployment"] == "v1"
+    assert served(mocks["a"]) == held_at
+    for _ in range(30):
+        events = [line for line in gateway.log_lines() if line.get("event") == "rollout_guard"]
+        if events:
+            break
+        time.sleep(0.1)
+    assert events[0]["deployment"] == "v2-canary"
+    assert events[0]["reason"].startswith("failure rate")

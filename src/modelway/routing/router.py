@@ -11,6 +11,7 @@ from modelway.providers.base import Provider
 from modelway.routing.admission import AdmissionQueue
 from modelway.routing.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from modelway.routing.limits import DeploymentLimits
+from modelway.routing.rollout_guard import RolloutGuard
 from modelway.routing.strategies import DeploymentStats, Strategy, make_strategy, with_affinity
 
 PRIVATE_TAG = "private"  # infrastructure the organisation controls
@@ -32,6 +33,7 @@ class DeploymentRuntime:
     first_token_timeout: float | None = None
     health_check_seconds: float | None = None
     shadow: bool = False
+    canary: bool = False
 
 
 @dataclass(eq=False)
@@ -41,10 +43,13 @@ class ModelGroupRuntime:
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     strategy: Strategy = field(init=False)
     queue: AdmissionQueue = field(init=False)
+    guard: RolloutGuard | None = field(init=False)
 
     def __post_init__(self) -> None:
         strategy = make_strategy(self.routing.strategy)
         self.strategy = with_affinity(strategy) if self.routing.affinity else strategy
+        guard = self.routing.rollout_guard
+        self.guard = RolloutGuard(self.name, guard) if guard is not None else None
         self.queue = AdmissionQueue(
             self.name,
             size=self.routing.queue_size,
@@ -59,6 +64,10 @@ class ModelGroupRuntime:
             for d in self.deployments
             if not d.shadow and _usable(d) and (not private_only or PRIVATE_TAG in d.tags)
         ]
+        held = self.guard.held(self.deployments) if self.guard is not None else set()
+        trusted = [d for d in usable if d.id not in held]
+        if held and trusted:
+            return self.strategy.order(trusted, key) + [d for d in usable if d.id in held]
         return self.strategy.order(usable, key)
 
     @property
