@@ -144,6 +144,11 @@ def gateway(mocks: dict[str, Mock], tmp_path_factory: pytest.TempPathFactory) ->
                 ],
             },
             {
+                "name": "sticky",
+                "routing": {"affinity": True},
+                "deployments": [deployment(a, "r1"), deployment(b, "r2"), deployment(c, "r3")],
+            },
+            {
                 "name": "quota",
                 "routing": {"retries": 0, "queue_timeout_seconds": 0.3},
                 "deployments": [deployment(c, "c6", rpm=2)],
@@ -535,3 +540,32 @@ def test_rollout_guard_holds_back_a_canary_that_fails_more(
         time.sleep(0.1)
     assert events[0]["deployment"] == "v2-canary"
     assert events[0]["reason"].startswith("failure rate")
+
+
+def test_requests_sharing_a_long_prompt_prefix_stay_on_one_replica(gateway: Process) -> None:
+    system = "You answer questions about the shipping manual below. " + "Manual text. " * 200
+    picked = set()
+    for question in ("Where is my parcel?", "How are returns handled?", "What is express?"):
+        resp = httpx.post(
+            gateway.url + "/v1/chat/completions",
+            timeout=30,
+            json={
+                "model": "sticky",
+                "messages": [
+                    {"role": "system", "content": system},
+                    {"role": "user", "content": question},
+                ],
+            },
+        )
+        picked.add(resp.headers["x-modelway-deployment"])
+    assert len(picked) == 1
+
+
+def test_queue_wait_is_in_the_request_log(gateway: Process, mocks: dict[str, Mock]) -> None:
+    configure(mocks["c"], latency_ms=300)
+    bodies = [
+        (_chat("narrow", "w1"), {"x-request-id": "queue-a"}),
+        (_chat("narrow", "w2"), {"x-request-id": "queue-b"}),
+    ]
+    asyncio.run(_post_all(gateway, bodies, gap=0.05))
+    assert gateway.request_log("queue-b")["queue_ms"] > 100

@@ -28,6 +28,7 @@ class Timings:
     first_token: float | None = None
     upstream_end: float | None = None
     end: float | None = None
+    queue_seconds: float = 0.0  # waiting for a deployment with room
 
     def upstream_seconds(self) -> float | None:
         if self.upstream_start is None or self.upstream_end is None:

@@ -63,6 +63,8 @@ class Observe:
             "upstream_ms": round(upstream * 1000, 3) if upstream is not None else None,
             "overhead_ms": round((latency - upstream) * 1000, 3) if upstream is not None else None,
         }
+        if t.queue_seconds:
+            fields["queue_ms"] = round(t.queue_seconds * 1000, 3)
         if ctx.error_type is not None:
             fields["error_type"] = ctx.error_type
         if ctx.status >= 500:

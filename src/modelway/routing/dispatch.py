@@ -80,7 +80,7 @@ class Dispatch:
     async def _with_retries(
         self, ctx: RequestContext, group: ModelGroupRuntime, deadline: float | None
     ) -> Result:
-        key = ctx.headers.get("x-session-id") or getattr(ctx.request, "user", None)
+        key = _affinity_key(ctx) if group.routing.affinity else None
         confidential = ctx.data_class == "confidential"
         order = group.candidates(key, private_only=confidential)
         if confidential and not order:
@@ -96,7 +96,7 @@ class Dispatch:
         attempts = group.routing.retries + 1
         tokens, priority = _estimated_tokens(ctx), _priority(ctx)
         for attempt in range(attempts):
-            dep = await self._choose(group, order, attempt, tokens, priority, deadline)
+            dep = await self._choose(ctx, group, order, attempt, tokens, priority, deadline)
             try:
                 return await self._attempt(ctx, dep, deadline)
             except errors.GatewayError as exc:
@@ -116,6 +116,7 @@ class Dispatch:
 
     async def _choose(
         self,
+        ctx: RequestContext,
         group: ModelGroupRuntime,
         order: list[DeploymentRuntime],
         attempt: int,
@@ -130,12 +131,16 @@ class Dispatch:
             return [d for d in order if d.limits.admits(d.stats.in_flight, tokens)]
 
         if group.queue.depth or not roomy():
-            await group.queue.wait_for_room(
-                lambda: bool(roomy()),
-                priority=priority,
-                recheck_after=lambda: _soonest_room(order),
-                deadline_seconds=_remaining(deadline),
-            )
+            waited = time.perf_counter()
+            try:
+                await group.queue.wait_for_room(
+                    lambda: bool(roomy()),
+                    priority=priority,
+                    recheck_after=lambda: _soonest_room(order),
+                    deadline_seconds=_remaining(deadline),
+                )
+            finally:
+                ctx.timings.queue_seconds += time.perf_counter() - waited
         dep = _next_allowed(roomy(), attempt)
         if dep is None:
             raise errors.Unavailable(
@@ -294,6 +299,25 @@ def _next_allowed(order: list[DeploymentRuntime], attempt: int) -> DeploymentRun
         if dep.breaker is None or dep.breaker.allow():
             return dep
     return None
+
+
+PREFIX_AFFINITY_CHARS = 2048  # a shared prompt at least this long pins a deployment
+
+
+def _affinity_key(ctx: RequestContext) -> str | None:
+    """The session key (x-session-id, else the request's user), else, for a long prompt,
+    its first characters: requests sharing a long prefix reuse one replica's cache."""
+    explicit = ctx.headers.get("x-session-id") or getattr(ctx.request, "user", None)
+    if explicit:
+        return str(explicit)
+    req = ctx.request
+    if isinstance(req, ChatRequest):
+        text = "".join(f"{m.role}:{m.text()}" for m in req.messages)
+    elif isinstance(req, CompletionRequest) and isinstance(req.prompt, str):
+        text = req.prompt
+    else:
+        return None
+    return text[:PREFIX_AFFINITY_CHARS] if len(text) >= PREFIX_AFFINITY_CHARS else None
 
 
 def _soonest_room(order: list[DeploymentRuntime]) -> float | None:
