@@ -37,7 +37,6 @@ import math
 import os
 import random
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,6 +50,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from processes import free_port, rss_mb, stop
 
 MODEL = "smollm2"
 PROMPT_TOKENS = 128
@@ -76,12 +76,6 @@ _WORD_TEXT = (
 WORDS = _WORD_TEXT.split()
 
 # --- the gateway ------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def all_cores() -> set[int]:
@@ -162,22 +156,6 @@ def launch(
             if not unknown - dropped:
                 raise
             dropped |= unknown
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def cpu_seconds(pid: int) -> float:

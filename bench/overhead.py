@@ -23,10 +23,8 @@ import asyncio
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,51 +32,10 @@ from typing import Any
 
 import aiohttp
 import orjson
+from processes import cores, free_port, rss_mb, start
 
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "hello there general"}]}
 STREAM_BODY = {**BODY, "stream": True}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cores() -> tuple[set[int], set[int]]:
-    """(gateway cores, mock + load cores)."""
-    available = sorted(os.sched_getaffinity(0))
-    if len(available) < 2:
-        return set(available), set(available)
-    return {available[0]}, set(available[1:])
-
-
-def start(args: list[str], port: int, cpus: set[int], log: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelway", *args],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    os.sched_setaffinity(proc.pid, cpus)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"{args[0]} did not start: {log.read_text()}")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-# --- load generation -----------------------------------------------------------------
 
 
 def wrk_run(url: str, connections: int, duration: float, cpus: set[int]) -> dict[str, float]:

@@ -33,7 +33,6 @@ import importlib.util
 import math
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from processes import cores, free_port, start, stop
 
 MOCKS = ("mock-a", "mock-b", "mock-c")
 GROUP = "bench"
@@ -83,47 +83,6 @@ SCENARIOS = (
     Scenario("one down", "mock-a 100% 500", {"mock-a": {"fail_rate": 1.0, "fail_status": 500}}),
     Scenario("streamed, 500 + reset", "as 500 + reset, streamed", ERRORS_AND_RESETS, stream=True),
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cores() -> tuple[set[int], set[int]]:
-    """(gateway cores, mocks + load cores)."""
-    available = sorted(os.sched_getaffinity(0))
-    if len(available) < 2:
-        return set(available), set(available)
-    return {available[0]}, set(available[1:])
-
-
-def start(args: list[str], port: int, cpus: set[int], log: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelway", *args],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    os.sched_setaffinity(proc.pid, cpus)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"{args[0]} did not start: {log.read_text()}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def percentile(values: list[float], q: int) -> float:
