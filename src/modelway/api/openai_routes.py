@@ -65,7 +65,9 @@ async def _handle(request: Request, operation: Operation, model: type[M]) -> Res
         )
         return error_response(exc, rid)
     assert isinstance(req, ChatRequest | CompletionRequest | EmbeddingRequest)
-    ctx = RequestContext(request_id=rid, operation=operation, request=req, headers=request.headers)
+    # Stages look headers up often; Starlette's Headers scans a list for each lookup.
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
+    ctx = RequestContext(request_id=rid, operation=operation, request=req, headers=headers)
     try:
         result = await runtime.handle(ctx)
     except GatewayError as exc:
