@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -28,6 +29,7 @@ from modelway.routing.shadow import Shadows
 
 TIMEOUT_HEADER = "x-modelway-timeout-ms"
 PRIORITY_HEADER = "x-modelway-priority"
+_NO_SCOPE = contextlib.nullcontext()
 _log = get_logger("modelway.routing")
 
 
@@ -130,6 +132,13 @@ class Dispatch:
         def roomy() -> list[DeploymentRuntime]:
             return [d for d in order if d.limits.admits(d.stats.in_flight, tokens)]
 
+        if not group.limited:
+            dep = _next_allowed(order, attempt)
+            if dep is None:
+                raise errors.Unavailable(
+                    f"model group '{group.name}': no deployment is accepting traffic"
+                )
+            return dep
         if group.queue.depth or not roomy():
             waited = time.perf_counter()
             try:
@@ -168,7 +177,8 @@ class Dispatch:
         if first is not None and (limit is None or first < limit):
             limit, why = first, f"no first token within {first:g} s"
         try:
-            async with asyncio.timeout(limit):
+            # No deadline is the common case: skip the cost of a timeout scope.
+            async with asyncio.timeout(limit) if limit is not None else _NO_SCOPE:
                 if ctx.stream:
                     chunks, head = await self._open_stream(ctx, dep)
                 else:

@@ -43,11 +43,13 @@ class ModelGroupRuntime:
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     strategy: Strategy = field(init=False)
     queue: AdmissionQueue = field(init=False)
+    _limited: bool = field(init=False)
     guard: RolloutGuard | None = field(init=False)
 
     def __post_init__(self) -> None:
         strategy = make_strategy(self.routing.strategy)
         self.strategy = with_affinity(strategy) if self.routing.affinity else strategy
+        self._limited = any(d.limits.limited for d in self.deployments)
         guard = self.routing.rollout_guard
         self.guard = RolloutGuard(self.name, guard) if guard is not None else None
         self.queue = AdmissionQueue(
@@ -55,6 +57,11 @@ class ModelGroupRuntime:
             size=self.routing.queue_size,
             timeout_seconds=self.routing.queue_timeout_seconds,
         )
+
+    @property
+    def limited(self) -> bool:
+        """Does any deployment carry limits (so requests may have to wait)?"""
+        return self._limited
 
     def candidates(self, key: str | None, *, private_only: bool) -> list[DeploymentRuntime]:
         """Deployments whose circuit is not open, best first for this request; with
