@@ -96,7 +96,8 @@ class Dispatch:
                 retry_after=group.routing.breaker.cooldown_seconds,
             )
         attempts = group.routing.retries + 1
-        tokens, priority = _estimated_tokens(ctx), _priority(ctx)
+        priority = _priority(ctx)
+        tokens = _estimated_tokens(ctx) if group.limited else 0  # only limits need the size
         for attempt in range(attempts):
             dep = await self._choose(ctx, group, order, attempt, tokens, priority, deadline)
             try:
