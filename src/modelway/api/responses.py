@@ -10,6 +10,7 @@ from starlette.responses import Response, StreamingResponse
 from modelway.observability.logging import get_logger
 from modelway.pipeline.context import Chunk
 from modelway.protocol.errors import GatewayError, InternalError
+from modelway.protocol.json_body import to_json
 from modelway.protocol.sse import DONE_FRAME, data_frame
 
 JSON = "application/json"
@@ -17,8 +18,7 @@ _log = get_logger("modelway.api")
 
 
 def json_response(model: BaseModel, headers: Mapping[str, str]) -> Response:
-    body = type(model).__pydantic_serializer__.to_json(model, exclude_unset=True)
-    return Response(body, media_type=JSON, headers=dict(headers))
+    return Response(to_json(model), media_type=JSON, headers=dict(headers))
 
 
 def error_response(

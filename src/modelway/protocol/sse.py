@@ -12,10 +12,6 @@ def data_frame(payload: bytes) -> bytes:
     return b"data: " + payload + b"\n\n"
 
 
-def event_frame(event: str, payload: bytes) -> bytes:
-    return b"event: " + event.encode() + b"\ndata: " + payload + b"\n\n"
-
-
 @dataclass(slots=True)
 class SSEEvent:
     event: str | None
