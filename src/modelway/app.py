@@ -112,7 +112,7 @@ class Runtime:
         return status
 
     async def _healthy(self, dep: DeploymentRuntime) -> bool:
-        if dep.breaker is not None and dep.breaker.state is BreakerState.OPEN:
+        if dep.breaker.state is BreakerState.OPEN:
             return False
         now = time.monotonic()
         cached = self._health.get(dep.id)
@@ -125,23 +125,25 @@ class Runtime:
 
 def build_runtime(config: Config) -> Runtime:
     groups: dict[str, list[DeploymentRuntime]] = {g.name: [] for g in config.models}
-    log = get_logger("modelway.routing")
-
-    def breaker_changed(name: str, old: BreakerState, new: BreakerState) -> None:
-        log.warning("circuit_breaker", deployment=name, old=old.value, new=new.value)
-
     for group, dep_id, dep in config.deployment_ids():
-        runtime = _deployment(group.name, dep_id, dep)
-        runtime.breaker = CircuitBreaker(
-            dep_id, breaker_settings(group.routing.breaker), on_change=breaker_changed
+        breaker = CircuitBreaker(
+            dep_id, breaker_settings(group.routing.breaker), on_change=_breaker_changed
         )
-        groups[group.name].append(runtime)
+        groups[group.name].append(_deployment(group.name, dep_id, dep, breaker))
     routing = {g.name: g.routing for g in config.models}
     router = Router([ModelGroupRuntime(name, deps, routing[name]) for name, deps in groups.items()])
     return Runtime(config=config, router=router, stages=build_stages(config))
 
 
-def _deployment(group: str, dep_id: str, dep: Deployment) -> DeploymentRuntime:
+def _breaker_changed(name: str, old: BreakerState, new: BreakerState) -> None:
+    get_logger("modelway.routing").warning(
+        "circuit_breaker", deployment=name, old=old.value, new=new.value
+    )
+
+
+def _deployment(
+    group: str, dep_id: str, dep: Deployment, breaker: CircuitBreaker
+) -> DeploymentRuntime:
     provider = PROVIDERS[type(dep)](dep, dep_id, group)
     # A local engine bounds itself (slots and queue); HTTP deployments by their limits.
     limits = (
@@ -150,6 +152,7 @@ def _deployment(group: str, dep_id: str, dep: Deployment) -> DeploymentRuntime:
         else DeploymentLimits(max_parallel=dep.max_parallel, rpm=dep.rpm, tpm=dep.tpm)
     )
     return DeploymentRuntime(
+        breaker=breaker,
         limits=limits,
         first_token_timeout=getattr(dep, "first_token_timeout_seconds", None),
         health_check_seconds=dep.health_check_seconds,

@@ -133,14 +133,7 @@ class Dispatch:
         def roomy() -> list[DeploymentRuntime]:
             return [d for d in order if d.limits.admits(d.stats.in_flight, tokens)]
 
-        if not group.limited:
-            dep = _next_allowed(order, attempt)
-            if dep is None:
-                raise errors.Unavailable(
-                    f"model group '{group.name}': no deployment is accepting traffic"
-                )
-            return dep
-        if group.queue.depth or not roomy():
+        if group.limited and (group.queue.depth or not roomy()):
             waited = time.perf_counter()
             try:
                 await group.queue.wait_for_room(
@@ -151,7 +144,7 @@ class Dispatch:
                 )
             finally:
                 ctx.timings.queue_seconds += time.perf_counter() - waited
-        dep = _next_allowed(roomy(), attempt)
+        dep = _next_allowed(roomy() if group.limited else order, attempt)
         if dep is None:
             raise errors.Unavailable(
                 f"model group '{group.name}': no deployment is accepting traffic"
@@ -193,8 +186,7 @@ class Dispatch:
             raise
         except BaseException:
             self._ended(dep)
-            if dep.breaker is not None:
-                dep.breaker.release()
+            dep.breaker.release()
             raise
         finally:
             ctx.timings.upstream_end = time.perf_counter()
@@ -276,8 +268,7 @@ class Dispatch:
                 self._succeeded(dep)
             else:
                 self._ended(dep)
-                if dep.breaker is not None:
-                    dep.breaker.release()
+                dep.breaker.release()
 
     def _ended(self, dep: DeploymentRuntime) -> None:
         dep.stats.finish()
@@ -285,13 +276,10 @@ class Dispatch:
 
     def _succeeded(self, dep: DeploymentRuntime) -> None:
         self._ended(dep)
-        if dep.breaker is not None:
-            dep.breaker.record_success()
+        dep.breaker.record_success()
 
     def _failed(self, dep: DeploymentRuntime, exc: errors.GatewayError) -> None:
         self._ended(dep)
-        if dep.breaker is None:
-            return
         if isinstance(exc, errors.RateLimited):
             # Load, not ill health: it neither opens the circuit nor closes it.
             dep.breaker.release()
@@ -307,7 +295,7 @@ def _next_allowed(order: list[DeploymentRuntime], attempt: int) -> DeploymentRun
     breaker refuses (open, or half-open with its probes taken) is skipped."""
     for step in range(len(order)):
         dep = order[(attempt + step) % len(order)]
-        if dep.breaker is None or dep.breaker.allow():
+        if dep.breaker.allow():
             return dep
     return None
 

@@ -17,13 +17,10 @@ async def probe_forever(dep: DeploymentRuntime, interval: float) -> None:
     """
     while True:
         await asyncio.sleep(interval)
+        ok = False
         with contextlib.suppress(Exception):  # a probe that raises counts as failed
             ok = await dep.provider.health()
-            if dep.breaker is not None:
-                if ok:
-                    dep.breaker.record_success()
-                else:
-                    dep.breaker.record_failure()
-            continue
-        if dep.breaker is not None:
+        if ok:
+            dep.breaker.record_success()
+        else:
             dep.breaker.record_failure()

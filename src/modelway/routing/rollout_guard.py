@@ -69,8 +69,6 @@ class RolloutGuard:
 
 
 def _window(dep: DeploymentRuntime) -> tuple[int, float]:
-    if dep.breaker is None:
-        return 0, 0.0
     snapshot = dep.breaker.snapshot()
     requests = snapshot["requests"]
     rate = snapshot["failure_rate"]

@@ -23,12 +23,12 @@ class DeploymentRuntime:
     group: str
     provider: Provider
     upstream_model: str
+    breaker: CircuitBreaker
     weight: float = 1.0
     tags: Sequence[str] = ()
     priority: int = 0
     cost_per_million: float | None = None
     stats: DeploymentStats = field(default_factory=DeploymentStats)
-    breaker: CircuitBreaker | None = None
     limits: DeploymentLimits = field(default_factory=DeploymentLimits)
     first_token_timeout: float | None = None
     health_check_seconds: float | None = None
@@ -83,7 +83,7 @@ class ModelGroupRuntime:
 
 
 def _usable(dep: DeploymentRuntime) -> bool:
-    return dep.breaker is None or dep.breaker.state is not BreakerState.OPEN
+    return dep.breaker.state is not BreakerState.OPEN
 
 
 def breaker_settings(config: BreakerConfig) -> BreakerSettings:
