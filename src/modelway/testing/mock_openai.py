@@ -19,6 +19,7 @@ from modelway.testing.mock_serving import (
     send_stream,
     sse_data,
 )
+from modelway.testing.mock_state import MockState
 
 _DONE = b"data: [DONE]\n\n"
 _FINISH = {"stop": "stop", "stop_sequence": "stop", "length": "length"}
@@ -38,14 +39,26 @@ def _include_usage(body: dict[str, Any]) -> bool:
     return isinstance(stream_options, dict) and stream_options.get("include_usage") is True
 
 
-async def chat_completions(request: web.Request) -> web.StreamResponse:
+async def _read_with_model(
+    request: web.Request,
+) -> tuple[MockState, dict[str, Any], str] | web.Response:
+    """The recorded body and its model, or the 400 a client gets without one."""
     read = await read_body(request, "openai")
     if isinstance(read, web.Response):
         return read
     state, body = read
-    model, messages = body.get("model"), body.get("messages")
+    model = body.get("model")
     if not isinstance(model, str):
         return error_response("openai", 400, "'model' is required.", "model")
+    return state, body, model
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    read = await _read_with_model(request)
+    if isinstance(read, web.Response):
+        return read
+    state, body, model = read
+    messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return error_response("openai", 400, "'messages' must be a non-empty array.", "messages")
     streaming = body.get("stream") is True
@@ -173,13 +186,10 @@ def _prompt_items(prompt: Any) -> list[Any] | None:
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
-    read = await read_body(request, "openai")
+    read = await _read_with_model(request)
     if isinstance(read, web.Response):
         return read
-    state, body = read
-    model = body.get("model")
-    if not isinstance(model, str):
-        return error_response("openai", 400, "'model' is required.", "model")
+    state, body, model = read
     items = _prompt_items(body.get("prompt"))
     if items is None:
         return error_response("openai", 400, "'prompt' is required.", "prompt")
@@ -223,13 +233,10 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
-    read = await read_body(request, "openai")
+    read = await _read_with_model(request)
     if isinstance(read, web.Response):
         return read
-    state, body = read
-    model = body.get("model")
-    if not isinstance(model, str):
-        return error_response("openai", 400, "'model' is required.", "model")
+    state, body, model = read
     items = replies.embedding_inputs(body.get("input"))
     if items is None:
         return error_response("openai", 400, "'input' must be a string or array.", "input")
