@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from modelway.config import LocalDeployment, bundled_gguf_path
 from modelway.engine.batch_engine import BatchEngine
 from modelway.engine.llama_model import ContextShape
@@ -307,18 +309,20 @@ def _plain_message(index: int, message: ChatMessage) -> dict[str, str]:
             texts.append(part["text"])
         text = "".join(texts)
     if message.tool_calls:
-        calls = [
-            {
-                "name": c.get("function", {}).get("name"),
-                "arguments": c.get("function", {}).get("arguments"),
-            }
-            for c in message.tool_calls
-        ]
-        text = (text + "\n" if text else "") + "\n".join(
-            f'{{"name": "{c["name"]}", "arguments": {c["arguments"]}}}' for c in calls
-        )
+        calls = [_call_text(c.get("function") or {}) for c in message.tool_calls]
+        text = "\n".join([text, *calls] if text else calls)
     role = {"developer": "system", "function": "tool"}.get(message.role, message.role)
     return {"role": role, "content": text}
+
+
+def _call_text(function: dict[str, Any]) -> str:
+    """An earlier tool call, as the JSON the model was asked to write."""
+    arguments = function.get("arguments") or "{}"
+    try:
+        parsed = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        parsed = arguments
+    return orjson.dumps({"name": function.get("name"), "arguments": parsed}).decode()
 
 
 def _completion(
