@@ -1,0 +1,1 @@
+"""State shared by requests and replicas: durable records (SQL) and counters (memory | Redis)."""

@@ -1,0 +1,274 @@
+"""Counters shared by all replicas in Redis: one Lua script, one round trip, per call.
+
+Layout under the prefix: a window is a hash of one-second buckets (field = the second,
+value = units) plus `t` (their total), `o` (the lowest bucket that may still hold units)
+and `n` (the newest bucket with units), so an admission costs time proportional to the
+seconds elapsed since the last one, not to the size of the window. A slot set is a
+sorted set of leases scored by expiry; a budget is an integer string. The scripts are
+redis_admit.lua and redis_settle.lua beside this file.
+
+Times come from the caller (`now`, `taken_at`; replicas are NTP-synced); only key
+expiry (housekeeping, and the end of a budget's period) runs on the Redis clock. One
+call's keys go to one Redis server: this is not a Redis Cluster client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from modelway.store.counters import (
+    SLOTS_RETRY_AFTER,
+    Admission,
+    Budget,
+    CountersUnavailable,
+    Slots,
+    Window,
+    WindowState,
+    window_reset,
+)
+
+# Window hashes outlive their newest bucket by this much, so a replica whose clock runs
+# a little behind Redis's never finds a live window gone.
+_WINDOW_MARGIN_SECONDS = 30
+_SLOTS_MARGIN_SECONDS = 60
+
+Arg = bytes | str | int
+
+
+@dataclass(frozen=True, slots=True)
+class _Script:
+    source: bytes
+    sha: bytes
+
+    @classmethod
+    def load(cls, name: str) -> _Script:
+        source = resources.files(__package__).joinpath(name).read_bytes()
+        return cls(source, hashlib.sha1(source).hexdigest().encode())
+
+
+def _pack(*args: Arg) -> bytes:
+    """One command in the Redis protocol (RESP)."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+class _StaleConnection(Exception):
+    """An idle connection turned out to be closed before the command reached Redis."""
+
+
+class _Connections:
+    """At most `size` redis-py connections, each carrying one command at a time.
+
+    redis-py's own client and pool spend more time per command (locks, health checks,
+    instrumentation) than the admission script takes in Redis, so the hot path packs
+    its command once and uses the connections directly.
+    """
+
+    def __init__(self, url: str, *, socket_timeout: float, size: int) -> None:
+        # The pool only turns the URL (TLS, unix socket, auth, db) into new connections.
+        self._factory = ConnectionPool.from_url(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+        )
+        self._timeout = socket_timeout
+        self._idle: list[AbstractConnection] = []
+        self._free = asyncio.Semaphore(size)
+        self._closed = False
+
+    async def call(self, command: bytes) -> Any:
+        """Send one packed command and return its reply."""
+        if self._free.locked():
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await self._free.acquire()
+            except TimeoutError as exc:
+                raise CountersUnavailable("redis: every connection is busy") from exc
+        else:
+            await self._free.acquire()
+        try:
+            try:
+                return await self._send(command, reuse=True)
+            except _StaleConnection:
+                # An idle connection died (Redis restarted, or closed it): the command
+                # was not run, so send it once more on a new one.
+                return await self._send(command, reuse=False)
+        except ReadOnlyError as exc:  # talking to a replica, during a failover
+            raise CountersUnavailable(f"redis: {exc}") from exc
+        finally:
+            self._free.release()
+
+    async def evalsha(self, script: _Script, keys: list[str], args: list[Arg]) -> Any:
+        command = _pack(b"EVALSHA", script.sha, len(keys), *keys, *args)
+        try:
+            return await self.call(command)
+        except NoScriptError:
+            await self.call(_pack(b"SCRIPT", b"LOAD", script.source))
+            return await self.call(command)
+
+    async def _send(self, command: bytes, *, reuse: bool) -> Any:
+        reused = reuse and bool(self._idle)
+        conn = self._idle.pop() if reused else self._factory.make_connection()  # type: ignore[no-untyped-call]
+        try:
+            if not conn.is_connected:
+                await conn.connect()
+            await conn.send_packed_command(command, check_health=False)
+            reply = await conn.read_response()
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            await conn.disconnect(nowait=True)
+            if reused and isinstance(exc, RedisConnectionError):
+                raise _StaleConnection from exc
+            raise CountersUnavailable(f"redis: {exc}") from exc
+        except ResponseError:
+            self._idle.append(conn)  # an error reply: the connection is still in step
+            raise
+        except BaseException:
+            # Cancelled mid-way: the reply may still arrive on this socket.
+            await conn.disconnect(nowait=True)
+            raise
+        if self._closed:
+            await conn.disconnect()
+        else:
+            self._idle.append(conn)
+        return reply
+
+    async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.disconnect()
+        await self._factory.aclose()
+
+
+class RedisCounters:
+    """`Counters` in Redis at `url`, every key under `prefix`.
+
+    A call that Redis does not answer within `socket_timeout` seconds (or while all
+    `max_connections` are busy) raises `CountersUnavailable`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "modelway:",
+        lease_ttl: float = 3600.0,
+        socket_timeout: float = 0.5,
+        max_connections: int = 64,
+    ) -> None:
+        self.prefix = prefix
+        self.lease_ttl = lease_ttl
+        self._connections = _Connections(url, socket_timeout=socket_timeout, size=max_connections)
+        self._admit = _Script.load("redis_admit.lua")
+        self._settle = _Script.load("redis_settle.lua")
+        self._slots_ttl_ms = int((lease_ttl + _SLOTS_MARGIN_SECONDS) * 1000)
+
+    async def admit(
+        self,
+        windows: Sequence[Window],
+        slots: Sequence[Slots],
+        budgets: Sequence[Budget],
+        *,
+        lease: str,
+        now: float,
+    ) -> Admission:
+        if not (windows or slots or budgets):
+            return Admission(True, None, 0.0, (), ())
+        p = self.prefix
+        keys = [p + w.key for w in windows] + [p + s.key for s in slots]
+        keys += [p + b.key for b in budgets]
+        args: list[Arg] = [len(windows), len(slots), len(budgets), repr(now), math.floor(now)]
+        args += (lease, repr(now + self.lease_ttl), self._slots_ttl_ms)
+        for w in windows:
+            args += (w.limit, w.amount, w.window_seconds, w.window_seconds + _WINDOW_MARGIN_SECONDS)
+        args += [s.limit for s in slots]
+        for b in budgets:
+            args += (b.limit, b.amount, b.ttl_seconds)
+        reply: list[int] = await self._connections.evalsha(self._admit, keys, args)
+        return _admission(reply, windows, slots, budgets, now)
+
+    async def extend(
+        self, budgets: Sequence[Budget], windows: Sequence[Window], *, now: float
+    ) -> Admission:
+        return await self.admit(windows, (), budgets, lease="", now=now)
+
+    async def settle(
+        self,
+        windows: Sequence[tuple[Window, int]],
+        budgets: Sequence[tuple[Budget, int]],
+        slots: Sequence[Slots],
+        *,
+        lease: str,
+        taken_at: float,
+    ) -> None:
+        windows = [(w, delta) for w, delta in windows if delta]
+        budgets = [(b, delta) for b, delta in budgets if delta]
+        if not (windows or budgets or slots):
+            return
+        p = self.prefix
+        keys = [p + w.key for w, _ in windows] + [p + b.key for b, _ in budgets]
+        keys += [p + s.key for s in slots]
+        args: list[Arg] = [len(windows), len(budgets), len(slots), lease, math.floor(taken_at)]
+        for w, delta in windows:
+            args += (delta, w.window_seconds + _WINDOW_MARGIN_SECONDS)
+        for b, delta in budgets:
+            args += (delta, b.ttl_seconds)
+        await self._connections.evalsha(self._settle, keys, args)
+
+    async def seed_budget(self, key: str, spent: int, ttl_seconds: int) -> None:
+        await self._connections.call(
+            _pack(b"SET", self.prefix + key, spent, b"EX", ttl_seconds, b"NX")
+        )
+
+    async def budget_spent(self, key: str) -> int | None:
+        value = await self._connections.call(_pack(b"GET", self.prefix + key))
+        return None if value is None else int(value)
+
+    async def close(self) -> None:
+        await self._connections.close()
+
+
+def _admission(
+    reply: list[int],
+    windows: Sequence[Window],
+    slots: Sequence[Slots],
+    budgets: Sequence[Budget],
+    now: float,
+) -> Admission:
+    allowed, denied, datum = reply[0], reply[1], reply[2]
+    states = tuple(
+        WindowState(
+            w.limit,
+            max(0, w.limit - reply[3 + 2 * i]),
+            window_reset(reply[3 + 2 * i], reply[4 + 2 * i], w.window_seconds, now),
+        )
+        for i, w in enumerate(windows)
+    )
+    spent = tuple(reply[3 + 2 * len(windows) :])
+    if allowed:
+        return Admission(True, None, 0.0, states, spent)
+    index = denied - 1
+    if index < len(windows):
+        window = windows[index]
+        denied_key = window.key
+        seconds = window.window_seconds
+        retry = float(seconds) if datum < 0 else datum + seconds - now
+    elif index < len(windows) + len(slots):
+        denied_key, retry = slots[index - len(windows)].key, SLOTS_RETRY_AFTER
+    else:
+        budget = budgets[index - len(windows) - len(slots)]
+        denied_key = budget.key
+        retry = datum / 1000 if datum >= 0 else float(budget.ttl_seconds)
+    return Admission(False, denied_key, retry, states, spent)
