@@ -1,0 +1,1 @@
+"""Accounting: prompt token counting, prices and cost, and the request ledger."""
