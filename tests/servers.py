@@ -75,6 +75,8 @@ def start(
 ) -> Process:
     log = log_path.open("wb")
     env = {**(env or os.environ), "PYTHONUNBUFFERED": "1"}
+    # Each process keeps its SQLite file and spool beside its log unless a test says otherwise.
+    env.setdefault("MODELWAY_STATE_DIR", str(log_path.parent / f"state-{port}"))
     popen = subprocess.Popen(modelway_command(*args), stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout

@@ -8,6 +8,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelway.access.principal import BudgetRule
+from modelway.accounting.metering import GroupMeter
+from modelway.accounting.pricing import Price, PriceTable
+from modelway.accounting.tokens import (
+    CallableCounter,
+    EstimateCounter,
+    TokenCounter,
+    openai_counter,
+)
 from modelway.config import (
     AnthropicDeployment,
     Config,
@@ -16,6 +25,8 @@ from modelway.config import (
     OpenAIDeployment,
 )
 from modelway.observability.logging import get_logger
+from modelway.pipeline.admission import Admission
+from modelway.pipeline.authenticate import Authenticate
 from modelway.pipeline.context import RequestContext, Result
 from modelway.pipeline.data_class import DataClassification
 from modelway.pipeline.observe import Observe
@@ -35,6 +46,7 @@ from modelway.routing.router import (
     Router,
     breaker_settings,
 )
+from modelway.services import Services
 
 ProviderFactory = Callable[[Any, str, str], Provider]
 
@@ -45,15 +57,79 @@ PROVIDERS: dict[type[Any], ProviderFactory] = {
 }
 
 
-def build_stages(config: Config) -> list[Stage]:
+def build_stages(
+    config: Config, services: Services, router: Router, clock: Callable[[], float] = time.time
+) -> list[Stage]:
     """The request path, outermost first. A disabled feature is simply not listed."""
-    return [Observe(get_logger("modelway.request")), DataClassification()]
+    stages: list[Stage] = [Observe(get_logger("modelway.request"))]
+    if services.master_key is not None:
+        stages.append(Authenticate(services.keys))
+    stages.append(DataClassification())
+    stages.append(_admission(config, services, router, clock))
+    return stages
+
+
+def _admission(
+    config: Config, services: Services, router: Router, clock: Callable[[], float]
+) -> Admission:
+    table = PriceTable(
+        {k: Price(p.input, p.output, p.cached_input) for k, p in config.accounting.prices.items()}
+    )
+    prices: dict[str, Price | None] = {}
+    for group in router.groups.values():
+        for dep in group.deployments:
+            prices[dep.id] = table.lookup(dep.provider.name, dep.upstream_model) or table.lookup(
+                dep.provider.name, group.name
+            )
+    meters = {
+        name: GroupMeter(_counter(group), _dearest(router, name, prices))
+        for name, group in router.groups.items()
+    }
+    return Admission(
+        counters=services.counters,
+        ledger=services.writer,
+        meters=meters,
+        prices=prices,
+        global_budgets=[
+            BudgetRule.of("global", "global", b.model_dump()) for b in config.budgets.global_
+        ],
+        limits=config.limits,
+        budgets=config.budgets,
+        spend_since=services.spend_since,
+        clock=clock,
+    )
+
+
+def _counter(group: ModelGroupRuntime) -> TokenCounter:
+    """The group's own tokenizer when it is served by the embedded engine; an offline BPE
+    for OpenAI-compatible upstreams; an estimate otherwise."""
+    provider = group.deployments[0].provider
+    if isinstance(provider, LocalProvider):
+        estimate = EstimateCounter()
+        return CallableCounter(lambda text: provider.count_tokens(text) or estimate.count(text))
+    if isinstance(provider, OpenAIProvider):
+        return openai_counter()
+    return EstimateCounter()
+
+
+def _dearest(router: Router, name: str, prices: dict[str, Price | None]) -> Price | None:
+    """The highest price a request to this group can meet, fallbacks included."""
+    routing = router.groups[name].routing
+    names = [name, *routing.fallbacks, *routing.context_fallbacks, *routing.content_fallbacks]
+    found = [
+        price
+        for group in names
+        for dep in router.groups[group].deployments
+        if (price := prices.get(dep.id)) is not None
+    ]
+    return max(found, key=lambda p: p.input + p.output, default=None)
 
 
 @dataclass
 class Runtime:
     config: Config
     router: Router
+    services: Services
     stages: Sequence[Stage]
     created: int = field(default_factory=lambda: int(time.time()))
     _dispatch: Dispatch = field(init=False)
@@ -62,7 +138,8 @@ class Runtime:
     _probes: list[asyncio.Task[None]] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
-        self._dispatch = Dispatch(self.router)
+        shared = self.services.counters if self.config.redis_url is not None else None
+        self._dispatch = Dispatch(self.router, shared)
         self._chain = build_chain(self.stages, self._dispatch)
 
     @property
@@ -73,6 +150,7 @@ class Runtime:
         return await self._chain(ctx)
 
     async def start(self) -> None:
+        await self.services.start()
         await asyncio.gather(*(d.provider.start() for d in self.deployments))
         self._probes = [
             asyncio.create_task(probe_forever(d, d.health_check_seconds))
@@ -87,6 +165,10 @@ class Runtime:
         await asyncio.gather(
             *(d.provider.close() for d in self.deployments), return_exceptions=True
         )
+        for stage in self.stages:
+            if isinstance(stage, Admission):
+                await stage.close()
+        await self.services.close()
 
     def models(self) -> ModelList:
         return ModelList(
@@ -123,7 +205,8 @@ class Runtime:
         return ok
 
 
-def build_runtime(config: Config) -> Runtime:
+def build_runtime(config: Config, clock: Callable[[], float] = time.time) -> Runtime:
+    """``clock`` (epoch seconds) times limits and budget periods; tests move it."""
     groups: dict[str, list[DeploymentRuntime]] = {g.name: [] for g in config.models}
     for group, dep_id, dep in config.deployment_ids():
         breaker = CircuitBreaker(
@@ -132,7 +215,13 @@ def build_runtime(config: Config) -> Runtime:
         groups[group.name].append(_deployment(group.name, dep_id, dep, breaker))
     routing = {g.name: g.routing for g in config.models}
     router = Router([ModelGroupRuntime(name, deps, routing[name]) for name, deps in groups.items()])
-    return Runtime(config=config, router=router, stages=build_stages(config))
+    services = Services.build(config)
+    return Runtime(
+        config=config,
+        router=router,
+        services=services,
+        stages=build_stages(config, services, router, clock),
+    )
 
 
 def _breaker_changed(name: str, old: BreakerState, new: BreakerState) -> None:

@@ -1,4 +1,4 @@
-"""The command line: serve, check, mock-upstream."""
+"""The command line: serve, check, mock-upstream, quantize, and the admin commands."""
 
 from __future__ import annotations
 
@@ -70,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
         help="accept an already quantized input (quality suffers)",
     )
     quantize.set_defaults(run=_quantize)
+
+    from modelway.cli_admin import add_commands
+
+    add_commands(sub)
     return parser
 
 
@@ -114,7 +118,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
-    if not _is_loopback(host) and not args.insecure_no_auth:
+    if not _is_loopback(host) and config.auth.master_key is None and not args.insecure_no_auth:
         print(
             f"refusing to listen on {host}: no authentication is configured, so anyone who "
             "can reach this address could use every model and key behind the gateway. "

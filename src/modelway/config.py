@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from decimal import Decimal
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -187,10 +188,91 @@ class LoggingConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class LimitSpec(Strict):
+    rpm: int | None = Field(None, ge=1, description="Requests per minute at most.")
+    tpm: int | None = Field(None, ge=1, description="Tokens (prompt + max output) per minute.")
+    max_parallel: int | None = Field(None, ge=1, description="Concurrent requests at most.")
+
+
+class BudgetSpec(Strict):
+    limit_usd: Decimal = Field(gt=0)
+    period: Literal["day", "week", "month", "total"] = "month"
+    # hard: refuse (429 insufficient_quota) before the call; soft: record an alert event.
+    mode: Literal["hard", "soft"] = "hard"
+
+
+class AuthConfig(Strict):
+    # Setting a master key turns authentication on: every /v1 call then needs a key.
+    master_key: SecretStr | None = None
+    refresh_seconds: float = Field(
+        0.5, gt=0, le=1, description="How often each replica re-reads changed keys and teams."
+    )
+
+    @field_validator("master_key")
+    @classmethod
+    def _master_key_strong(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+
+class LimitsConfig(Strict):
+    # Redis unreachable: "open" lets requests through (logged), "closed" answers 503.
+    on_redis_failure: Literal["open", "closed"] = "open"
+    default_output_tokens: int = Field(
+        256, ge=0, description="Tokens reserved for the answer when a request sets no max."
+    )
+
+
+class BudgetsConfig(Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    global_: list[BudgetSpec] = Field(default_factory=list, alias="global")
+    on_redis_failure: Literal["open", "closed"] = "closed"
+    stream_step_tokens: int = Field(
+        512, ge=1, description="A stream with no max_tokens reserves budget this many at a time."
+    )
+
+
+class PriceSpec(Strict):
+    """USD per million tokens."""
+
+    input: Decimal = Field(ge=0)
+    output: Decimal = Field(ge=0)
+    cached_input: Decimal | None = Field(None, ge=0)
+
+
+class AccountingConfig(Strict):
+    # Keys are "provider/model" or a bare model (or model group) name; they override the
+    # shipped table, e.g. to give the embedded model a notional price.
+    prices: dict[str, PriceSpec] = Field(default_factory=dict)
+    ledger_batch_size: int = Field(500, ge=1)
+    ledger_flush_seconds: float = Field(0.5, gt=0)
+
+
 class Config(Strict):
     server: ServerConfig = ServerConfig()
     logging: LoggingConfig = LoggingConfig()
+    # Durable records: SQLite in state_dir unless a database URL is set (postgresql://...).
+    database_url: SecretStr | None = None
+    # Shared counters (limits, budgets) across replicas; in process memory when unset.
+    redis_url: SecretStr | None = None
+    state_dir: str | None = Field(
+        None, description="Where the SQLite file and the ledger spool live."
+    )
+    auth: AuthConfig = AuthConfig()
+    limits: LimitsConfig = LimitsConfig()
+    budgets: BudgetsConfig = BudgetsConfig()
+    accounting: AccountingConfig = AccountingConfig()
     models: list[ModelGroup] = Field(min_length=1)
+
+    def state_path(self) -> Path:
+        if self.state_dir:
+            return Path(self.state_dir).expanduser()
+        env = os.environ.get("MODELWAY_STATE_DIR")
+        if env:
+            return Path(env).expanduser()
+        return Path.home() / ".local" / "share" / "modelway"
 
     def deployment_ids(self) -> Iterator[tuple[ModelGroup, str, Deployment]]:
         """Every deployment with its unique id (explicit, or provider:model[#n])."""
@@ -365,9 +447,23 @@ def _check_references(config: Config) -> list[str]:
                     problems.append(f"{where}: no model group is named '{target}'")
                 elif target == group.name:
                     problems.append(f"{where}: a group cannot fall back to itself")
+    problems += _check_store_urls(config)
     ids: set[str] = set()
     for _, dep_id, _ in config.deployment_ids():
         if dep_id in ids:
             problems.append(f"deployments: id '{dep_id}' is used more than once; give each an `id`")
         ids.add(dep_id)
+    return problems
+
+
+def _check_store_urls(config: Config) -> list[str]:
+    problems: list[str] = []
+    if config.database_url is not None:
+        scheme = config.database_url.get_secret_value().partition(":")[0].split("+")[0]
+        if scheme not in ("postgresql", "postgres", "sqlite"):
+            problems.append("database_url: must be a postgresql:// or sqlite:/// URL")
+    if config.redis_url is not None:
+        scheme = config.redis_url.get_secret_value().partition(":")[0]
+        if scheme not in ("redis", "rediss", "unix"):
+            problems.append("redis_url: must be a redis://, rediss:// or unix:// URL")
     return problems

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,45 @@ models:
     assert problems(text) == [
         "deployments: id 'openai:m#2' is used more than once; give each an `id`"
     ]
+
+
+@pytest.mark.parametrize(
+    "example", sorted(Path(__file__).parents[2].joinpath("examples").glob("*.yaml")), ids=str
+)
+def test_every_example_config_is_valid(example: Path) -> None:
+    names = re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", example.read_text())
+    env = {name: _placeholder(name) for name in names}
+    config = load_config(example, env=env)
+    assert config.models
+
+
+def _placeholder(name: str) -> str:
+    if name.startswith("DATABASE"):
+        return "postgresql://postgres@127.0.0.1:5432/modelway"
+    if name.startswith("REDIS"):
+        return "redis://127.0.0.1:6379/0"
+    if name.endswith("URL"):
+        return "http://127.0.0.1:8000/v1"
+    return "placeholder-value-long-enough"
+
+
+def test_store_urls_are_checked_without_echoing_them() -> None:
+    text = """
+database_url: mysql://root:hunter2@db/x
+redis_url: http://cache:6379
+models: [{name: m, deployments: [{provider: openai, model: m}]}]
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert caught.value.problems == [
+        "database_url: must be a postgresql:// or sqlite:/// URL",
+        "redis_url: must be a redis://, rediss:// or unix:// URL",
+    ]
+    assert "hunter2" not in str(caught.value)
+
+
+def test_a_short_master_key_is_refused() -> None:
+    text = "auth: {master_key: short}\nmodels: [{name: m, deployments: [{provider: local}]}]"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert caught.value.problems == ["auth.master_key: must be at least 16 characters"]

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
+from modelway.access.principal import Principal
 from modelway.protocol.openai_chat import ChatChunk, ChatRequest, ChatResponse, Usage
 from modelway.protocol.openai_completions import CompletionRequest, CompletionResponse
 from modelway.protocol.openai_embeddings import EmbeddingRequest, EmbeddingResponse
@@ -44,10 +45,13 @@ class RequestContext:
     # Incoming headers with lower-case names; stages read their x-modelway-* controls here.
     headers: Mapping[str, str] = field(default_factory=dict)
     data_class: Literal["public", "confidential"] = "public"
+    # The caller, once authenticated (None when authentication is off).
+    principal: Principal | None = None
     # Filled in by the stages as the request goes through them.
     deployment: str | None = None
     provider: str | None = None
     usage: Usage | None = None
+    cost_nano_usd: int | None = None
     status: int = 200
     error_type: str | None = None
     timings: Timings = field(default_factory=Timings)

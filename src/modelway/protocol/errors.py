@@ -13,8 +13,10 @@ the subclass (``retryable``), never on strings.
     ├── AuthFailed                 401 authentication_error
     ├── PermissionDenied           403 permission_error
     ├── ModelNotFound              404 code=model_not_found
+    ├── Conflict                   409 code=conflict
     ├── PayloadTooLarge            413
     ├── RateLimited                429 (retry_after)                retryable
+    ├── QuotaExceeded              429 insufficient_quota (a spent budget)
     ├── UpstreamError              502 (any unexpected upstream status)  retryable
     ├── Unavailable                503 (retry_after)                retryable
     └── Timeout                    504                              retryable
@@ -125,6 +127,20 @@ class RateLimited(GatewayError):
     type = "rate_limit_error"
     default_code = "rate_limit_exceeded"
     retryable = True
+
+
+class QuotaExceeded(GatewayError):
+    """A hard budget is spent: retrying soon will not help, unlike a rate limit."""
+
+    status = 429
+    type = "insufficient_quota"
+    default_code = "insufficient_quota"
+
+
+class Conflict(GatewayError):
+    status = 409
+    type = "invalid_request_error"
+    default_code = "conflict"
 
 
 class UpstreamError(GatewayError):

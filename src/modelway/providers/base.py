@@ -53,5 +53,10 @@ class Provider:
         """Live figures of an in-process engine (queue, running, KV use); None if none."""
         return None
 
+    def count_tokens(self, text: str) -> int | None:
+        """The served model's own token count of a text, when this provider has its
+        tokenizer at hand (the embedded engine); None otherwise."""
+        return None
+
     def _unsupported(self, what: str) -> UnsupportedOperation:
         return UnsupportedOperation(f"the {self.name} provider does not support {what}")

@@ -88,6 +88,11 @@ class LocalProvider(Provider):
     def stats(self) -> dict[str, Any] | None:
         return self.engine.stats()
 
+    def count_tokens(self, text: str) -> int | None:
+        if not self.engine.loaded:
+            return None
+        return len(self.engine.model.tokenize(text, add_special=False, parse_special=False))
+
     async def chat(self, req: ChatRequest) -> ChatResponse:
         plan = await self._plan_chat(req)
         gen = Generation()

@@ -26,6 +26,7 @@ from modelway.protocol.openai_embeddings import EmbeddingRequest
 from modelway.routing.backoff import backoff_seconds
 from modelway.routing.router import DeploymentRuntime, ModelGroupRuntime, Router
 from modelway.routing.shadow import Shadows
+from modelway.store.counters import Counters, CountersUnavailable, Window
 
 TIMEOUT_HEADER = "x-modelway-timeout-ms"
 PRIORITY_HEADER = "x-modelway-priority"
@@ -34,9 +35,11 @@ _log = get_logger("modelway.routing")
 
 
 class Dispatch:
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, shared: Counters | None = None) -> None:
         self.router = router
         self.shadows = Shadows()
+        # Counters shared by every replica (Redis): deployment quotas are taken there too.
+        self._shared = shared
 
     async def __call__(self, ctx: RequestContext) -> Result:
         requested = self.router.group(ctx.model)
@@ -149,8 +152,30 @@ class Dispatch:
             raise errors.Unavailable(
                 f"model group '{group.name}': no deployment is accepting traffic"
             )
+        if (
+            self._shared is not None
+            and dep.limits.shared
+            and not await self._take_shared(ctx, dep, tokens)
+        ):
+            # Another replica used the quota up: this deployment is now blocked here too.
+            return await self._choose(ctx, group, order, attempt, tokens, priority, deadline)
         dep.limits.take(tokens)
         return dep
+
+    async def _take_shared(self, ctx: RequestContext, dep: DeploymentRuntime, tokens: int) -> bool:
+        assert self._shared is not None
+        windows = []
+        if dep.limits.rpm is not None:
+            windows.append(Window(f"deployment:{dep.id}:rpm", dep.limits.rpm, 1))
+        if dep.limits.tpm is not None:
+            windows.append(Window(f"deployment:{dep.id}:tpm", dep.limits.tpm, tokens))
+        try:
+            taken = await self._shared.admit(windows, [], [], lease=ctx.request_id, now=time.time())
+        except CountersUnavailable:
+            return True  # the local window still holds; the shared one fails open
+        if not taken.allowed:
+            dep.limits.block(max(taken.retry_after, 0.05))
+        return taken.allowed
 
     async def _attempt(
         self, ctx: RequestContext, dep: DeploymentRuntime, deadline: float | None

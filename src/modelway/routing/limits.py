@@ -1,5 +1,6 @@
 """A deployment's own limits: concurrent requests, and the provider account's quotas
-of requests and tokens per minute (sliding one-minute window, in this process)."""
+of requests and tokens per minute (sliding one-minute window, in this process; with
+Redis, dispatch also takes each request from a window shared by every replica)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ class DeploymentLimits:
         self._clock = clock
         self._sent: deque[tuple[float, int]] = deque()  # (when, tokens) in the window
         self._tokens = 0
+        # Set when the quota shared with other replicas (Redis) said no: until then this
+        # deployment counts as full here too.
+        self._blocked_until = 0.0
 
     @property
     def limited(self) -> bool:
@@ -33,6 +37,8 @@ class DeploymentLimits:
     def admits(self, in_flight: int, tokens: int) -> bool:
         """Would one more request of ``tokens`` tokens stay within every limit now?"""
         if self.max_parallel is not None and in_flight >= self.max_parallel:
+            return False
+        if self._blocked_until and self._clock() < self._blocked_until:
             return False
         self._expire()
         if self.rpm is not None and len(self._sent) >= self.rpm:
@@ -46,12 +52,24 @@ class DeploymentLimits:
         self._sent.append((self._clock(), tokens))
         self._tokens += tokens
 
+    @property
+    def shared(self) -> bool:
+        """Does this deployment have a quota that replicas must count together?"""
+        return self.rpm is not None or self.tpm is not None
+
+    def block(self, seconds: float) -> None:
+        """The shared quota is spent for ``seconds``: stop choosing this deployment."""
+        self._blocked_until = max(self._blocked_until, self._clock() + seconds)
+
     def seconds_until_room(self) -> float | None:
         """When the window next frees a request's worth; None if only concurrency binds."""
         self._expire()
+        now = self._clock()
+        blocked = self._blocked_until - now if self._blocked_until > now else None
         if not self._sent:
-            return None
-        return max(0.0, self._sent[0][0] + WINDOW_SECONDS - self._clock())
+            return blocked
+        local = max(0.0, self._sent[0][0] + WINDOW_SECONDS - now)
+        return max(local, blocked) if blocked is not None else local
 
     def _expire(self) -> None:
         horizon = self._clock() - WINDOW_SECONDS

@@ -1,0 +1,134 @@
+"""The ledger's SQL side: writing rows idempotently, and the spend queries over them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from modelway.accounting.ledger import LedgerRow
+from modelway.store.tables import ledger
+
+GroupBy = Literal["key", "team", "model", "tag", "day", "deployment"]
+
+
+class SqlLedger:
+    """A ``LedgerSink`` on the gateway's database; a replayed row is not written twice."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._insert = insert(ledger).on_conflict_do_nothing(index_elements=["id"])
+
+    async def write(self, rows: Sequence[LedgerRow]) -> None:
+        if not rows:
+            return
+        async with self._engine.begin() as conn:
+            await conn.execute(self._insert, [_values(r) for r in rows])
+
+    async def spend(
+        self,
+        group_by: GroupBy,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        tag: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Requests, tokens and cost per group, largest cost first."""
+        column = self._group_column(group_by, tag)
+        query = (
+            select(
+                column.label("group"),
+                func.count().label("requests"),
+                func.coalesce(func.sum(ledger.c.prompt_tokens), 0).label("prompt_tokens"),
+                func.coalesce(func.sum(ledger.c.completion_tokens), 0).label("completion_tokens"),
+                func.coalesce(func.sum(ledger.c.cached_tokens), 0).label("cached_tokens"),
+                func.coalesce(func.sum(ledger.c.cost_nano_usd), 0).label("cost_nano_usd"),
+            )
+            .where(*self._period(since, until))
+            .group_by(column)
+            .order_by(func.sum(ledger.c.cost_nano_usd).desc(), column)
+        )
+        async with self._engine.connect() as conn:
+            result = await conn.execute(query)
+            return [
+                {
+                    "group": str(r.group) if r.group is not None else None,
+                    "requests": int(r.requests),
+                    "prompt_tokens": int(r.prompt_tokens),
+                    "completion_tokens": int(r.completion_tokens),
+                    "cached_tokens": int(r.cached_tokens),
+                    "cost_nano_usd": int(r.cost_nano_usd),
+                }
+                for r in result
+            ]
+
+    async def total_cost(
+        self, *, since: datetime | None, key_id: str | None = None, team_id: str | None = None
+    ) -> int:
+        """Spend (nano-USD) since a time, for a key, a team, or everyone."""
+        query = select(func.coalesce(func.sum(ledger.c.cost_nano_usd), 0)).where(
+            *self._period(since, None)
+        )
+        if key_id is not None:
+            query = query.where(ledger.c.key_id == key_id)
+        if team_id is not None:
+            query = query.where(ledger.c.team_id == team_id)
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def count(self) -> int:
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(ledger))).scalar_one())
+
+    def _group_column(self, group_by: GroupBy, tag: str | None) -> ColumnElement[Any]:
+        if group_by == "key":
+            return ledger.c.key_id
+        if group_by == "team":
+            return ledger.c.team_id
+        if group_by == "model":
+            return ledger.c.model
+        if group_by == "deployment":
+            return ledger.c.deployment
+        if group_by == "day":
+            if self._engine.dialect.name == "postgresql":
+                return func.to_char(func.timezone("UTC", ledger.c.time), "YYYY-MM-DD")
+            return func.substr(ledger.c.time, 1, 10)
+        if tag is None:
+            raise ValueError("group_by=tag needs the name of the tag")
+        column: ColumnElement[Any] = ledger.c.tags[tag].as_string()
+        return column
+
+    @staticmethod
+    def _period(since: datetime | None, until: datetime | None) -> list[ColumnElement[bool]]:
+        where = []
+        if since is not None:
+            where.append(ledger.c.time >= since)
+        if until is not None:
+            where.append(ledger.c.time < until)
+        return where
+
+
+def _values(row: LedgerRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "request_id": row.request_id,
+        "time": row.time.astimezone(UTC),
+        "key_id": row.key_id,
+        "team_id": row.team_id,
+        "model": row.model,
+        "deployment": row.deployment,
+        "provider": row.provider,
+        "prompt_tokens": row.prompt_tokens,
+        "completion_tokens": row.completion_tokens,
+        "cached_tokens": row.cached_tokens,
+        "cost_nano_usd": row.cost_nano_usd,
+        "latency_ms": row.latency_ms,
+        "status": row.status,
+        "stream": row.stream,
+        "tags": dict(row.tags),
+    }
