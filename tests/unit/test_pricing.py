@@ -168,3 +168,22 @@ def test_usd_to_nano() -> None:
     for bad in ("ten dollars", float("nan"), float("inf")):
         with pytest.raises(ValueError):
             usd_to_nano(bad)
+
+
+def test_whole_nano_rates_give_the_same_cost_as_decimal_arithmetic() -> None:
+    import random
+
+    rng = random.Random(5)
+    for _ in range(2000):
+        # Prices with 0 to 4 decimals: the first take the integer path, the last do not.
+        places = rng.randint(0, 4)
+        price = Price(*(Decimal(rng.randint(0, 10**6)) / Decimal(10**places) for _ in range(3)))
+        prompt, completion = rng.randint(0, 10**6), rng.randint(0, 10**5)
+        cached = rng.randint(0, prompt)
+        exact = (
+            (prompt - cached) * price.input
+            + cached * (price.cached_input or 0)
+            + completion * price.output
+        ) * 1000
+        expected = int(exact.to_integral_value(rounding="ROUND_HALF_UP"))
+        assert cost_nano_usd(price, prompt, completion, cached) == expected

@@ -38,7 +38,7 @@ def period_bounds(period: str, now: datetime) -> tuple[datetime | None, datetime
 
 def budget_window(rule: BudgetRule, now: datetime) -> BudgetWindow:
     start, end = period_bounds(rule.period, now)
-    stamp = start.strftime("%Y-%m-%d") if start is not None else "all"
+    stamp = f"{start.year:04d}-{start.month:02d}-{start.day:02d}" if start is not None else "all"
     key = f"budget:{rule.scope}:{rule.owner}:{rule.period}:{stamp}"
     # The counter outlives its period by a day, for late settlements.
     ttl = int((end - now).total_seconds()) + 86400 if end is not None else _TOTAL_TTL

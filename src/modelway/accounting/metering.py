@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import secrets
+import itertools
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,11 +59,13 @@ def spent(
     return Spent(prompt, completion, cached, cost)
 
 
-def ledger_row(ctx: RequestContext, used: Spent, status: int, now: float, wall: float) -> LedgerRow:
+def ledger_row(
+    ctx: RequestContext, used: Spent, status: int, now: float, wall: float, row_id: str
+) -> LedgerRow:
     principal = ctx.principal
     latency = (now - ctx.timings.start) * 1000
     return LedgerRow(
-        id=secrets.token_hex(16),
+        id=row_id,
         request_id=ctx.request_id,
         time=datetime.fromtimestamp(wall, UTC),
         key_id=principal.key_id if principal is not None else None,
@@ -79,3 +82,15 @@ def ledger_row(ctx: RequestContext, used: Spent, status: int, now: float, wall: 
         stream=ctx.stream,
         tags=principal.tags if principal is not None else {},
     )
+
+
+class RowIds:
+    """Unique ledger row ids without a system call each: a random prefix per process
+    and a counter (``os.urandom`` costs ~15 us a call on some virtual machines)."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(10).hex()
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):012x}"

@@ -6,6 +6,7 @@ stay exact, and a cheap request (a few tokens of a $0.02/M model) is not rounded
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -137,6 +138,14 @@ def cost_nano_usd(
     prompt_tokens = max(prompt_tokens, 0)
     completion_tokens = max(completion_tokens, 0)
     cached_tokens = min(max(cached_tokens, 0), prompt_tokens)
+    rates = _whole_nano_rates(price)
+    if rates is not None:  # the common case: integer arithmetic, same result
+        per_input, per_cached, per_output = rates
+        return (
+            (prompt_tokens - cached_tokens) * per_input
+            + cached_tokens * per_cached
+            + completion_tokens * per_output
+        )
     cached_price = price.input if price.cached_input is None else price.cached_input
     with localcontext() as ctx:
         ctx.prec = 60  # products stay exact; rounding happens once, below
@@ -148,6 +157,18 @@ def cost_nano_usd(
         return int((micro * _NANO_PER_MICRO).to_integral_value(ROUND_HALF_UP))
 
 
+@functools.lru_cache(maxsize=1024)
+def _whole_nano_rates(price: Price) -> tuple[int, int, int] | None:
+    """Nano-USD per token for input, cached input and output, when all are whole numbers
+    (a price per million with at most three decimals)."""
+    cached = price.input if price.cached_input is None else price.cached_input
+    rates = [rate * _NANO_PER_MICRO for rate in (price.input, cached, price.output)]
+    if any(rate != rate.to_integral_value() for rate in rates):
+        return None
+    return int(rates[0]), int(rates[1]), int(rates[2])
+
+
+@functools.lru_cache(maxsize=1024)
 def usd_to_nano(value: Decimal | float | str) -> int:
     """USD to nano-USD, rounded half-up; a float is read by its shortest repr (0.1 is 0.1)."""
     try:

@@ -66,6 +66,9 @@ class CallableCounter:
         return self._count(text)
 
 
+_CACHED_TEXT_CHARS = 4096
+
+
 class TiktokenCounter:
     """Exact cl100k counts, loaded lazily once (the first count, or ``load()``).
 
@@ -91,6 +94,17 @@ class TiktokenCounter:
         self._load()
 
     def count(self, text: str) -> int:
+        # System prompts, roles and tool definitions repeat across requests: short texts
+        # are counted once.
+        if len(text) <= _CACHED_TEXT_CHARS:
+            return self._count_cached(text)
+        return self._count(text)
+
+    @functools.lru_cache(maxsize=8192)  # noqa: B019 (one counter per process, kept for good)
+    def _count_cached(self, text: str) -> int:
+        return self._count(text)
+
+    def _count(self, text: str) -> int:
         encode = self._encode or self._load()
         if encode is None:
             return self._estimate.count(text)

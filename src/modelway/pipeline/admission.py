@@ -16,8 +16,8 @@ from typing import Any
 
 from modelway.access.principal import BudgetRule
 from modelway.accounting.ledger import LedgerWriter
-from modelway.accounting.metering import GroupMeter, Spent, ledger_row, spent
-from modelway.accounting.pricing import Price, cost_nano_usd, format_usd
+from modelway.accounting.metering import GroupMeter, RowIds, Spent, ledger_row, spent
+from modelway.accounting.pricing import Price, cost_nano_usd, format_usd, usd_to_nano
 from modelway.accounting.reservation import Reservation, plan, rate_headers, refusal
 from modelway.accounting.tokens import max_output_tokens, prompt_tokens, prompt_tokens_async
 from modelway.config import BudgetsConfig, LimitsConfig
@@ -57,6 +57,7 @@ class Admission:
         self._spend_since = spend_since
         self._clock = clock
         self._seeded: set[str] = set()
+        self._ids = RowIds()
         self._alerted: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -149,20 +150,23 @@ class Admission:
             raise Unavailable("limits and budgets cannot be checked right now", retry_after=1)
 
     def _soft_alerts(self, res: Reservation, taken: Taken) -> None:
-        for rule, period, spent_now in zip(
-            res.rules, res.periods, taken.budgets_spent, strict=False
+        for rule, period, budget, spent_now in zip(
+            res.rules, res.periods, res.budgets, taken.budgets_spent, strict=False
         ):
-            limit = rule.limit_usd * 10**9
+            limit = usd_to_nano(rule.limit_usd)
+            spent = spent_now - budget.amount  # this request's reservation is not spent yet
+            if spent * 2 < limit:
+                continue
             for share in (50, 80, 100):
                 mark = f"{period.key}:{share}"
-                if spent_now >= limit * share / 100 and mark not in self._alerted:
+                if spent * 100 >= limit * share and mark not in self._alerted:
                     self._alerted.add(mark)
                     _log.warning(
                         "budget_threshold",
                         budget=period.key,
                         mode=rule.mode,
                         percent=share,
-                        spent_usd=format_usd(spent_now),
+                        spent_usd=format_usd(spent),
                         limit_usd=str(rule.limit_usd),
                     )
 
@@ -235,7 +239,9 @@ class Admission:
         return used
 
     def _record(self, ctx: RequestContext, used: Spent, status: int) -> None:
-        self._ledger.record(ledger_row(ctx, used, status, time.perf_counter(), self._clock()))
+        self._ledger.record(
+            ledger_row(ctx, used, status, time.perf_counter(), self._clock(), self._ids.next())
+        )
 
     async def _settle(
         self, ctx: RequestContext, res: Reservation, taken_at: float, used: Spent

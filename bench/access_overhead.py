@@ -1,0 +1,216 @@
+"""Added latency of authentication + limits + budgets + accounting, with Redis.
+
+Two measurements in one run:
+
+1. In process: the stages (authenticate, data class, admission) around an innermost
+   step that answers at once, against the same chain without them. The difference is
+   what the gateway adds per request: key lookup, prompt token count, one Redis
+   round trip to take a request, its tokens, a concurrency slot and the budget
+   reservation, pricing, and handing the ledger row to the writer. Settling (a second
+   round trip) runs after the answer, off the request's latency; its cost shows in
+   the throughput line.
+2. Over HTTP: two gateway processes in front of the mock upstream, one with
+   authentication off and no limits, one with a key that has rpm, tpm, max_parallel
+   and a hard budget on Redis; sequential requests, interleaved in blocks.
+
+    .venv/bin/python bench/access_overhead.py [--redis redis://127.0.0.1:6379/0]
+        [--requests 5000] [--http-requests 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvloop
+import yaml
+
+from modelway.access.admin_models import KeyCreate
+from modelway.app import build_runtime
+from modelway.config import Config
+from modelway.pipeline.context import RequestContext, Result
+from modelway.pipeline.stage import build_chain
+from modelway.protocol.openai_chat import ChatRequest, make_response, make_usage
+
+MASTER = "mw-bench-master-key-0123456789"
+KEY_POLICY = {
+    "limits": {"rpm": 10**9, "tpm": 10**12, "max_parallel": 10_000},
+    "budgets": [{"limit_usd": 10**9, "period": "month"}],
+}
+
+
+def config(mock_url: str, state: Path, redis: str | None, auth: bool) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "state_dir": str(state),
+        "accounting": {"prices": {"openai/upstream-gpt": {"input": 2.5, "output": 10}}},
+        "models": [
+            {
+                "name": "gpt-4o",
+                "deployments": [
+                    {"provider": "openai", "model": "upstream-gpt", "base_url": mock_url + "/v1"}
+                ],
+            }
+        ],
+    }
+    if auth:
+        raw["auth"] = {"master_key": MASTER}
+    if redis:
+        raw["redis_url"] = redis
+    return raw
+
+
+async def in_process(redis: str, requests: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Config.model_validate(config("http://127.0.0.1:9", Path(tmp), redis, auth=True))
+        runtime = build_runtime(cfg)
+        await runtime.services.start()
+        made = await runtime.services.admin.create_key(
+            "bench", KeyCreate.model_validate(KEY_POLICY)
+        )
+        answer = make_response(
+            id="chatcmpl-bench",
+            created=0,
+            model="gpt-4o",
+            content="Hello! How can I help you today?",
+            finish_reason="stop",
+            usage=make_usage(12, 9),
+        )
+
+        async def upstream(ctx: RequestContext) -> Result:
+            ctx.deployment, ctx.provider, ctx.usage = "openai:upstream-gpt", "openai", answer.usage
+            return answer
+
+        full = build_chain(runtime.stages[1:], upstream)  # all but the log line
+        bare = build_chain([], upstream)
+        request = ChatRequest.model_validate(
+            {"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello politely."}]}
+        )
+        headers = {"authorization": f"Bearer {made['key']}"}
+
+        async def once(chain: Any, i: int) -> float:
+            ctx = RequestContext(
+                request_id=f"b{i}", operation="chat", request=request, headers=headers
+            )
+            start = time.perf_counter()
+            await chain(ctx)
+            return time.perf_counter() - start
+
+        for i in range(500):  # warm up: tokenizer, scripts, connections
+            await once(full, i)
+        with_stages, without = [], []
+        for i in range(requests):
+            with_stages.append(await once(full, i))
+            without.append(await once(bare, i))
+            if i % 64 == 0:
+                await asyncio.sleep(0)  # let settling run, as between real requests
+        gate = asyncio.Semaphore(32)
+
+        async def gated(i: int) -> float:
+            async with gate:
+                return await once(full, i)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(gated(i) for i in range(requests)))
+        for stage in runtime.stages:
+            close = getattr(stage, "close", None)
+            if close is not None:
+                await close()  # settles included
+        rate = requests / (time.perf_counter() - started)
+        await runtime.services.close()
+    added = [a - b for a, b in zip(with_stages, without, strict=True)]
+    return {
+        "p50_us": statistics.median(added) * 1e6,
+        "p99_us": sorted(added)[int(len(added) * 0.99)] * 1e6,
+        "bare_p50_us": statistics.median(without) * 1e6,
+        "throughput_rps": rate,
+    }
+
+
+def http_compare(redis: str, requests: int) -> dict[str, float]:
+    from processes import cores, free_port, start, stop
+
+    gw_cpus, other = cores()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        mock_port = free_port()
+        mock = start(
+            ["mock-upstream", "--port", str(mock_port)], mock_port, other, folder / "m.log"
+        )
+        mock_url = f"http://127.0.0.1:{mock_port}"
+        procs, urls = [], {}
+        for name, auth in (("plain", False), ("full", True)):
+            path = folder / f"{name}.yaml"
+            path.write_text(
+                yaml.safe_dump(config(mock_url, folder / name, redis if auth else None, auth))
+            )
+            port = free_port()
+            procs.append(
+                start(
+                    ["serve", "--config", str(path), "--port", str(port)],
+                    port,
+                    gw_cpus,
+                    folder / f"{name}.log",
+                )
+            )
+            urls[name] = f"http://127.0.0.1:{port}"
+        try:
+            key = httpx.post(
+                urls["full"] + "/admin/keys",
+                json=KEY_POLICY,
+                headers={"authorization": f"Bearer {MASTER}"},
+            ).json()["key"]
+            body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello."}]}
+            latency: dict[str, list[float]] = {"plain": [], "full": []}
+            with httpx.Client() as client:
+                for block in range(requests // 100 + 5):
+                    for name in ("plain", "full") if block % 2 else ("full", "plain"):
+                        for _ in range(50):
+                            start_t = time.perf_counter()
+                            r = client.post(
+                                urls[name] + "/v1/chat/completions",
+                                json=body,
+                                headers={"authorization": f"Bearer {key}"},
+                            )
+                            elapsed = time.perf_counter() - start_t
+                            assert r.status_code == 200, r.text
+                            if block >= 5:  # warm-up blocks are not counted
+                                latency[name].append(elapsed)
+        finally:
+            for proc in (*procs, mock):
+                stop(proc)
+    plain, full = statistics.median(latency["plain"]), statistics.median(latency["full"])
+    return {
+        "plain_p50_ms": plain * 1e3,
+        "full_p50_ms": full * 1e3,
+        "added_p50_ms": (full - plain) * 1e3,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--http-requests", type=int, default=3000)
+    args = parser.parse_args()
+    inproc = uvloop.run(in_process(args.redis, args.requests))
+    print("in process (auth + limits + budgets + accounting, Redis):")
+    print(f"  added per request: p50 {inproc['p50_us']:.0f} us, p99 {inproc['p99_us']:.0f} us")
+    print(f"  (the chain without them: p50 {inproc['bare_p50_us']:.1f} us)")
+    print(f"  throughput through the stages, 32 at once: {inproc['throughput_rps']:,.0f} req/s")
+    http = http_compare(args.redis, args.http_requests)
+    print("over HTTP, sequential, one gateway core:")
+    print(
+        f"  plain p50 {http['plain_p50_ms']:.3f} ms, full p50 {http['full_p50_ms']:.3f} ms, "
+        f"added {http['added_p50_ms']:.3f} ms"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
