@@ -117,6 +117,7 @@ def _limit_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", help="comma-separated model names or patterns (gpt-4o*)")
+    parser.add_argument("--priority", type=int, help="queue priority, -100 to 100 (higher first)")
     parser.add_argument("--data-class", choices=["public", "confidential"])
     parser.add_argument("--tag", action="append", default=[], help="key=value (repeatable)")
 
@@ -132,6 +133,9 @@ def _key_options(parser: argparse.ArgumentParser) -> None:
 
 def _team_options(parser: argparse.ArgumentParser) -> None:
     _common_options(parser)
+    parser.add_argument(
+        "--queue-weight", type=float, help="the team's share when requests wait (default 1)"
+    )
     _limit_options(parser)  # team-wide
     _limit_options(parser, "key-")  # the default of each key of the team
 
@@ -165,6 +169,10 @@ def _common(a: argparse.Namespace, body: dict[str, Any]) -> None:
         body["models"] = [m.strip() for m in a.models.split(",") if m.strip()]
     if a.data_class is not None:
         body["data_class"] = a.data_class
+    if a.priority is not None:
+        body["priority"] = a.priority
+    if getattr(a, "queue_weight", None) is not None:
+        body["queue_weight"] = a.queue_weight
     if a.tag:
         body["tags"] = dict(t.split("=", 1) if "=" in t else (t, "") for t in a.tag)
 

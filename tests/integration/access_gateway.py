@@ -39,6 +39,8 @@ def access_config(mock_url: str, **top: Any) -> dict[str, Any]:
             openai_group("mock-gpt"),
             openai_group("mock-gpt-mini"),
             openai_group("long-gpt", headers={"x-mock-tokens": "600"}),
+            # One request at a time, 300 ms each: the rest wait in the group's queue.
+            openai_group("one-at-a-time", headers={"x-mock-latency-ms": "300"}, max_parallel=1),
         ],
         **top,
     }

@@ -260,3 +260,39 @@ def _spend_row(admin: AdminClient, key_id: str) -> dict[str, Any]:
                 return dict(row)
         assert time.monotonic() < deadline, "no ledger row for the key"
         time.sleep(0.05)
+
+
+def test_waiting_requests_are_shared_fairly_between_teams_and_by_priority(
+    gateway: Process, admin: AdminClient
+) -> None:
+    import asyncio
+
+    admin.team("noisy")
+    admin.team("quiet")
+    admin.team("urgent", priority=5)
+    keys = {name: admin.key(team=name)["key"] for name in ("noisy", "quiet", "urgent")}
+    arrivals = [("noisy", f"n{i}") for i in range(5)] + [("quiet", "q0"), ("quiet", "q1")]
+    arrivals.append(("urgent", "u0"))
+    finished: list[str] = []
+
+    async def send(client: httpx.AsyncClient, team: str, name: str) -> None:
+        body = {"model": "one-at-a-time", "messages": [{"role": "user", "content": name}]}
+        headers = {"authorization": f"Bearer {keys[team]}"}
+        response = await client.post(
+            gateway.url + "/v1/chat/completions", json=body, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        finished.append(name)
+
+    async def run() -> None:
+        async with httpx.AsyncClient(timeout=30) as client:
+            tasks = []
+            for team, name in arrivals:
+                tasks.append(asyncio.create_task(send(client, team, name)))
+                await asyncio.sleep(0.01)  # arrive in this order
+            await asyncio.gather(*tasks)
+
+    asyncio.run(run())
+    # n0 was running; the urgent team's priority goes first; then the quiet team's
+    # requests take turns with the noisy team's instead of waiting behind all of them.
+    assert finished == ["n0", "u0", "n1", "q0", "n2", "q1", "n3", "n4"]

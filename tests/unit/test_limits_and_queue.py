@@ -2,8 +2,12 @@ import asyncio
 
 import pytest
 
+from modelway.access.principal import Principal
+from modelway.pipeline.context import RequestContext
 from modelway.protocol.errors import RateLimited
+from modelway.protocol.openai_chat import ChatRequest
 from modelway.routing.admission import AdmissionQueue
+from modelway.routing.dispatch import _priority
 from modelway.routing.limits import DeploymentLimits
 
 
@@ -91,3 +95,74 @@ async def test_full_queue_and_timeout_are_rate_limited() -> None:
         await first
     assert late.value.retry_after == 42.0
     assert queue.depth == 0
+
+
+async def _serve_in_order(
+    queue: AdmissionQueue, arrivals: list[tuple[str, str, float, int]]
+) -> list[str]:
+    """Queue (name, tenant, weight, priority) waiters in order, free one slot at a time."""
+    room = {"free": 0}
+    served: list[str] = []
+
+    async def waiter(name: str, tenant: str, weight: float, priority: int) -> None:
+        await queue.wait_for_room(
+            lambda: room["free"] > 0,
+            priority=priority,
+            recheck_after=lambda: None,
+            deadline_seconds=None,
+            tenant=tenant,
+            weight=weight,
+        )
+        room["free"] -= 1
+        served.append(name)
+
+    tasks = []
+    for arrival in arrivals:
+        tasks.append(asyncio.create_task(waiter(*arrival)))
+        await asyncio.sleep(0)
+    for _ in arrivals:
+        room["free"] += 1
+        queue.notify()
+        await asyncio.sleep(0.005)
+    await asyncio.gather(*tasks)
+    return served
+
+
+async def test_a_noisy_tenant_does_not_starve_a_quiet_one() -> None:
+    queue = AdmissionQueue("g", size=100, timeout_seconds=5)
+    noisy = [(f"a{i}", "team-a", 1.0, 0) for i in range(6)]
+    quiet = [(f"b{i}", "team-b", 1.0, 0) for i in range(2)]
+    served = await _serve_in_order(queue, noisy + quiet)
+    # team-b arrived after all six of team-a, yet is served in turn with it.
+    assert served == ["a0", "b0", "a1", "b1", "a2", "a3", "a4", "a5"]
+
+
+async def test_tenants_share_by_weight_and_priority_still_comes_first() -> None:
+    queue = AdmissionQueue("g", size=100, timeout_seconds=5)
+    heavy = [(f"h{i}", "heavy", 2.0, 0) for i in range(4)]
+    light = [(f"l{i}", "light", 1.0, 0) for i in range(4)]
+    urgent = [("u0", "light", 1.0, 9)]
+    served = await _serve_in_order(queue, heavy + light + urgent)
+    assert served[0] == "u0"
+    # Twice the weight, twice the turns while both wait.
+    assert served[1:7] == ["h0", "h1", "l0", "h2", "h3", "l1"]
+
+
+def _ctx(headers: dict[str, str], principal: Principal | None) -> RequestContext:
+    request = ChatRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+    )
+    return RequestContext(
+        request_id="r", operation="chat", request=request, headers=headers, principal=principal
+    )
+
+
+def test_a_keys_priority_caps_what_its_requests_ask_for() -> None:
+    ranked = Principal(key_id="k", team_id="t", role="user", priority=3)
+    assert _priority(_ctx({}, ranked)) == 3
+    assert _priority(_ctx({"x-modelway-priority": "10"}, ranked)) == 3
+    assert _priority(_ctx({"x-modelway-priority": "-1"}, ranked)) == -1
+    unranked = Principal(key_id="k", team_id="t", role="user")
+    assert _priority(_ctx({"x-modelway-priority": "7"}, unranked)) == 7
+    assert _priority(_ctx({"x-modelway-priority": "7"}, None)) == 7
+    assert _priority(_ctx({}, None)) == 0

@@ -52,6 +52,8 @@ class TeamCreate(_Body):
     key_budgets: list[BudgetSpec] | None = None
     data_class: DataClass | None = None
     tags: dict[str, str] = Field(default_factory=dict)
+    priority: int | None = Field(None, ge=-100, le=100)
+    queue_weight: float | None = Field(None, gt=0, le=1000)
 
     _check_models = field_validator("models")(_models_ok)
     _check_tags = field_validator("tags")(_tags_ok)
@@ -76,6 +78,7 @@ class KeyCreate(_Body):
     budgets: list[BudgetSpec] | None = None
     data_class: DataClass | None = None
     tags: dict[str, str] = Field(default_factory=dict)
+    priority: int | None = Field(None, ge=-100, le=100)
     expires_at: datetime | None = None
 
     _check_models = field_validator("models")(_models_ok)
@@ -122,6 +125,8 @@ def team_view(team: TeamRecord) -> dict[str, Any]:
         "key_budgets": team.key_budgets,
         "data_class": team.data_class,
         "tags": team.tags,
+        "priority": team.priority,
+        "queue_weight": team.queue_weight,
         "created_at": _iso(team.created_at),
         "updated_at": _iso(team.updated_at),
     }
@@ -140,6 +145,7 @@ def key_view(key: KeyRecord) -> dict[str, Any]:
         "budgets": key.budgets,
         "data_class": key.data_class,
         "tags": key.tags,
+        "priority": key.priority,
         "expires_at": _iso(key.expires_at),
         "revoked_at": _iso(key.revoked_at),
         "created_at": _iso(key.created_at),

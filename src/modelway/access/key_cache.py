@@ -111,4 +111,6 @@ def _principal(key: KeyRecord, team: TeamRecord) -> Principal:
         data_class=key.data_class or team.data_class,
         tags={**team.tags, **key.tags},
         expires_at=key.expires_at,
+        priority=key.priority if key.priority is not None else team.priority,
+        queue_weight=team.queue_weight or 1.0,
     )

@@ -59,6 +59,8 @@ class Principal:
     data_class: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     expires_at: datetime | None = None
+    priority: int | None = None  # in the routing queue; None: the request header decides
+    queue_weight: float = 1.0  # the team's share of a queue when requests wait
 
     def may_use(self, model: str) -> bool:
         if self.models is None:

@@ -139,11 +139,14 @@ class Dispatch:
         if group.limited and (group.queue.depth or not roomy()):
             waited = time.perf_counter()
             try:
+                tenant, weight = _tenant(ctx)
                 await group.queue.wait_for_room(
                     lambda: bool(roomy()),
                     priority=priority,
                     recheck_after=lambda: _soonest_room(order),
                     deadline_seconds=_remaining(deadline),
+                    tenant=tenant,
+                    weight=weight,
                 )
             finally:
                 ctx.timings.queue_seconds += time.perf_counter() - waited
@@ -362,15 +365,28 @@ def _estimated_tokens(ctx: RequestContext) -> int:
 
 
 def _priority(ctx: RequestContext) -> int:
+    """The header's priority; a key or team with a priority caps it (a client may lower
+    its own requests, not raise them above its policy)."""
+    principal = ctx.principal
+    policy = principal.priority if principal is not None else None
     raw = ctx.headers.get(PRIORITY_HEADER)
     if raw is None:
-        return 0
+        return policy if policy is not None else 0
     try:
-        return int(raw)
+        asked = int(raw)
     except ValueError:
         raise errors.BadRequest(
             f"{PRIORITY_HEADER} must be an integer (higher goes first)", param=PRIORITY_HEADER
         ) from None
+    return min(asked, policy) if policy is not None else asked
+
+
+def _tenant(ctx: RequestContext) -> tuple[str, float]:
+    """Who shares the queue fairly with whom: teams (each key alone without one)."""
+    principal = ctx.principal
+    if principal is None:
+        return "", 1.0
+    return principal.team_id or principal.key_id, principal.queue_weight
 
 
 def _deadline(ctx: RequestContext, group: ModelGroupRuntime) -> float | None:

@@ -24,6 +24,8 @@ class TeamRecord:
     key_budgets: list[dict[str, Any]] | None = None  # default for each key of the team
     data_class: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    priority: int | None = None  # default queue priority of its keys
+    queue_weight: float | None = None  # its share when requests wait (1.0 if unset)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     deleted_at: datetime | None = None
@@ -42,6 +44,7 @@ class KeyRecord:
     budgets: list[dict[str, Any]] | None = None
     data_class: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    priority: int | None = None
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
