@@ -289,3 +289,33 @@ def test_revocation_reaches_another_replica_within_a_second(
     finally:
         first.stop()
         second.stop()
+
+
+def test_a_confidential_key_only_reaches_private_deployments(
+    gateway: Process, admin: AdminClient
+) -> None:
+    key = admin.key(data_class="confidential", name="secret-project")
+    refused = chat(gateway.url, key["key"])  # mock-gpt has no deployment tagged private
+    assert refused.status_code == 503
+    assert "confidential" in refused.json()["error"]["message"]
+    line = gateway.request_log(refused.headers["x-request-id"])
+    assert line["key_id"] == key["id"] and line["status"] == 503
+
+
+def test_db_upgrade_migrates_a_new_database(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"state_dir: {tmp_path / 'state'}\n"
+        "models: [{name: m, deployments: [{provider: openai, model: m}]}]\n"
+    )
+    done = subprocess.run(
+        modelway_command("db", "upgrade", "--config", str(config)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    db = sqlite3.connect(tmp_path / "state" / "modelway.db")
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    db.close()
+    assert {"teams", "api_keys", "audit_log", "ledger", "alembic_version"} <= tables

@@ -63,6 +63,11 @@ class Observe:
             "upstream_ms": round(upstream * 1000, 3) if upstream is not None else None,
             "overhead_ms": round((latency - upstream) * 1000, 3) if upstream is not None else None,
         }
+        if ctx.principal is not None:
+            fields["key_id"] = ctx.principal.key_id
+            fields["team_id"] = ctx.principal.team_id
+        if ctx.cost_nano_usd is not None:
+            fields["cost_usd"] = ctx.cost_nano_usd / 1e9
         if t.queue_seconds:
             fields["queue_ms"] = round(t.queue_seconds * 1000, 3)
         if ctx.error_type is not None:
