@@ -15,6 +15,7 @@ from modelway.access.principal import BudgetRule
 from modelway.accounting.ledger import LedgerWriter
 from modelway.accounting.ledger_sql import SqlLedger
 from modelway.config import Config
+from modelway.protocol.errors import Unavailable
 from modelway.store.access_records import AccessRecords
 from modelway.store.counters import Counters
 from modelway.store.database import async_url, create_engine, upgrade
@@ -55,8 +56,13 @@ class Services:
         return cls(engine, counters, keys, ledger, writer, Admin(engine, keys), master_key)
 
     async def start(self) -> None:
-        await upgrade(self.engine)
-        await self.keys.start()
+        try:
+            await upgrade(self.engine)
+            await self.keys.start()
+        except Exception as exc:
+            where = self.engine.url.render_as_string(hide_password=True)
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise Unavailable(f"cannot use the database {where}: {reason}") from exc
         await self.writer.start()
 
     async def close(self) -> None:

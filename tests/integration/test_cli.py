@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -11,6 +13,8 @@ from tests.servers import free_port, modelway_command, running
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**(env or os.environ)}
+    env.setdefault("MODELWAY_STATE_DIR", tempfile.mkdtemp(prefix="modelway-cli-"))
     return subprocess.run(
         modelway_command(*args), capture_output=True, text=True, timeout=60, env=env
     )
@@ -88,3 +92,16 @@ def test_serve_fails_at_start_up_on_a_corrupt_model(tmp_path: Path) -> None:
     result = run("serve", "--config", str(config), "--port", str(free_port()))
     assert result.returncode == 1
     assert str(bad) in result.stdout + result.stderr
+
+
+def test_serve_reports_an_unusable_database_without_a_traceback(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "database_url: postgresql://modelway:hunter2@127.0.0.1:1/nothing\n"
+        "models: [{name: a, deployments: [{provider: openai, model: m}]}]\n"
+    )
+    result = run("serve", "--config", str(config), "--port", str(free_port()))
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert "cannot use the database postgresql+asyncpg://modelway:***@127.0.0.1:1/nothing" in output
+    assert "Traceback" not in output and "hunter2" not in output
