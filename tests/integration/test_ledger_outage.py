@@ -4,6 +4,8 @@ and every one of them has its ledger row afterwards."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import sqlite3
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -11,7 +13,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 
-from tests.integration.access_gateway import AdminClient, access_config, start_gateway
+from tests.integration.access_gateway import AdminClient, access_config, chat, start_gateway
 from tests.integration.conftest import Mock
 from tests.services import TcpProxy, scratch_database
 
@@ -36,9 +38,18 @@ async def _drive(url: str, key: str, proxy: TcpProxy) -> tuple[list[str], int]:
                     proxy.cut()  # the database goes away mid-run...
                 elif sent == 7_000:
                     proxy.restore()  # ...and comes back
-                response = await client.post("/v1/chat/completions", json=body, headers=headers)
+                rid = f"outage-{sent}"
+                try:
+                    response = await client.post(
+                        "/v1/chat/completions", json=body, headers={**headers, "x-request-id": rid}
+                    )
+                except httpx.TransportError:
+                    # The client's own connection broke (not the database): send it again.
+                    response = await client.post(
+                        "/v1/chat/completions", json=body, headers={**headers, "x-request-id": rid}
+                    )
                 if response.status_code == 200:
-                    ids.append(response.headers["x-request-id"])
+                    ids.append(rid)
                 else:
                     failures += 1
 
@@ -82,3 +93,21 @@ def test_every_request_has_its_ledger_row_after_a_database_outage(
             gateway.stop()
             proxy.close()
         assert asyncio.run(_ledger_ids(direct_url)) == set(ids)
+
+
+def test_sigterm_writes_every_buffered_row_before_exiting(upstream: Mock, tmp_path: Path) -> None:
+    config = access_config(upstream.url, state_dir=str(tmp_path / "state"))
+    config["accounting"]["ledger_flush_seconds"] = 600  # rows stay buffered until shutdown
+    gateway = start_gateway(tmp_path, config)
+    try:
+        key = AdminClient(gateway.url).key(name="shutdown")["key"]
+        ids = [chat(gateway.url, key).headers["x-request-id"] for _ in range(25)]
+    finally:
+        gateway.popen.send_signal(signal.SIGTERM)
+        assert gateway.popen.wait(timeout=30) == 0
+    db = sqlite3.connect(tmp_path / "state" / "modelway.db")
+    stored = {row[0] for row in db.execute("SELECT request_id FROM ledger")}
+    db.close()
+    assert set(ids) <= stored
+    log = gateway.log_path.read_text()
+    assert "Traceback" not in log and '"signal":"SIGTERM"' in log

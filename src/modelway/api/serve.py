@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import signal
 
 import uvicorn
+from prometheus_client.multiprocess import mark_process_dead
 
 from modelway.api.server import build_app
 from modelway.app import build_runtime
 from modelway.config import Config
 from modelway.observability.logging import configure_logging, get_logger
+from modelway.observability.metrics import multiprocess_dir
 from modelway.protocol.errors import GatewayError
 
 
@@ -54,6 +58,9 @@ async def serve(config: Config, host: str, port: int) -> int:
             server_header=False,
             proxy_headers=False,
             timeout_graceful_shutdown=30,
+            # Longer than the idle timeout of common load balancers (60 s), so a pooled
+            # client connection is not closed under a request being sent on it.
+            timeout_keep_alive=75,
         )
     )
     log.info(
@@ -62,10 +69,28 @@ async def serve(config: Config, host: str, port: int) -> int:
         models=sorted(runtime.router.groups),
         config=config.summary(),
     )
+    stops = _record_stop_signals()
     try:
         await server.serve()
     finally:
+        # uvicorn re-raises the signal that stopped it once it is done; the handlers above
+        # take it, so closing (in-flight records written, spools flushed) is not cut short.
         await runtime.close()
+        if multiprocess_dir() is not None:
+            mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+        if stops:
+            log.info("stopped", signal=signal.Signals(stops[0]).name)
         flusher.cancel()
         log_output.flush_now()
     return 0 if server.started else 1
+
+
+def _record_stop_signals() -> list[int]:
+    received: list[int] = []
+
+    def note(signum: int, _frame: object) -> None:
+        received.append(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, note)
+    return received
