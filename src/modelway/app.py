@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelway import __version__
 from modelway.access.principal import BudgetRule
 from modelway.accounting.metering import GroupMeter
 from modelway.accounting.pricing import Price, PriceTable
@@ -25,6 +26,9 @@ from modelway.config import (
     OpenAIDeployment,
 )
 from modelway.observability.logging import get_logger
+from modelway.observability.metrics import Metrics
+from modelway.observability.request_metrics import RequestMetrics
+from modelway.observability.runtime_gauges import DeploymentView, QueueView, RuntimeGauges
 from modelway.pipeline.admission import Admission
 from modelway.pipeline.authenticate import Authenticate
 from modelway.pipeline.context import RequestContext, Result
@@ -58,19 +62,30 @@ PROVIDERS: dict[type[Any], ProviderFactory] = {
 
 
 def build_stages(
-    config: Config, services: Services, router: Router, clock: Callable[[], float] = time.time
+    config: Config,
+    services: Services,
+    router: Router,
+    metrics: RequestMetrics,
+    clock: Callable[[], float] = time.time,
 ) -> list[Stage]:
     """The request path, outermost first. A disabled feature is simply not listed."""
-    stages: list[Stage] = [Observe(get_logger("modelway.request"))]
+    observe = Observe(
+        get_logger("modelway.request"), metrics, sample_success=config.logging.sample_success
+    )
+    stages: list[Stage] = [observe]
     if services.master_key is not None:
         stages.append(Authenticate(services.keys))
     stages.append(DataClassification())
-    stages.append(_admission(config, services, router, clock))
+    stages.append(_admission(config, services, router, metrics, clock))
     return stages
 
 
 def _admission(
-    config: Config, services: Services, router: Router, clock: Callable[[], float]
+    config: Config,
+    services: Services,
+    router: Router,
+    metrics: RequestMetrics,
+    clock: Callable[[], float],
 ) -> Admission:
     table = PriceTable(
         {k: Price(p.input, p.output, p.cached_input) for k, p in config.accounting.prices.items()}
@@ -96,6 +111,7 @@ def _admission(
         limits=config.limits,
         budgets=config.budgets,
         spend_since=services.spend_since,
+        metrics=metrics,
         clock=clock,
     )
 
@@ -130,6 +146,8 @@ class Runtime:
     config: Config
     router: Router
     services: Services
+    metrics: Metrics
+    request_metrics: RequestMetrics
     stages: Sequence[Stage]
     created: int = field(default_factory=lambda: int(time.time()))
     _dispatch: Dispatch = field(init=False)
@@ -139,7 +157,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         shared = self.services.counters if self.config.redis_url is not None else None
-        self._dispatch = Dispatch(self.router, shared)
+        self._dispatch = Dispatch(self.router, self.request_metrics, shared)
         self._chain = build_chain(self.stages, self._dispatch)
 
     @property
@@ -157,6 +175,8 @@ class Runtime:
             for d in self.deployments
             if d.health_check_seconds is not None
         ]
+        gauges = RuntimeGauges(self.metrics, self._deployment_views, self._queue_views)
+        self._probes.append(asyncio.create_task(gauges.run()))
 
     async def close(self) -> None:
         for probe in self._probes:
@@ -169,6 +189,19 @@ class Runtime:
             if isinstance(stage, Admission):
                 await stage.close()
         await self.services.close()
+
+    def _deployment_views(self) -> list[DeploymentView]:
+        return [
+            DeploymentView(
+                d.group, d.id, d.stats.in_flight, d.breaker.state.value, d.provider.stats()
+            )
+            for d in self.deployments
+        ]
+
+    def _queue_views(self) -> list[QueueView]:
+        return [
+            QueueView(name, g.queue.depth, g.queue.size) for name, g in self.router.groups.items()
+        ]
 
     def models(self) -> ModelList:
         return ModelList(
@@ -207,10 +240,20 @@ class Runtime:
 
 def build_runtime(config: Config, clock: Callable[[], float] = time.time) -> Runtime:
     """``clock`` (epoch seconds) times limits and budget periods; tests move it."""
+    metrics = Metrics()
+    metrics.info.labels(__version__).set(1)
+    recorder = RequestMetrics(metrics)
+
+    def breaker_changed(name: str, old: BreakerState, new: BreakerState) -> None:
+        get_logger("modelway.routing").warning(
+            "circuit_breaker", deployment=name, old=old.value, new=new.value
+        )
+        recorder.breaker_changed(name, new.value)
+
     groups: dict[str, list[DeploymentRuntime]] = {g.name: [] for g in config.models}
     for group, dep_id, dep in config.deployment_ids():
         breaker = CircuitBreaker(
-            dep_id, breaker_settings(group.routing.breaker), on_change=_breaker_changed
+            dep_id, breaker_settings(group.routing.breaker), on_change=breaker_changed
         )
         groups[group.name].append(_deployment(group.name, dep_id, dep, breaker))
     routing = {g.name: g.routing for g in config.models}
@@ -220,13 +263,9 @@ def build_runtime(config: Config, clock: Callable[[], float] = time.time) -> Run
         config=config,
         router=router,
         services=services,
-        stages=build_stages(config, services, router, clock),
-    )
-
-
-def _breaker_changed(name: str, old: BreakerState, new: BreakerState) -> None:
-    get_logger("modelway.routing").warning(
-        "circuit_breaker", deployment=name, old=old.value, new=new.value
+        metrics=metrics,
+        request_metrics=recorder,
+        stages=build_stages(config, services, router, recorder, clock),
     )
 
 

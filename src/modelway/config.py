@@ -186,6 +186,8 @@ class ServerConfig(Strict):
 
 class LoggingConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
+    # Share of successful requests whose log line is written (failures always are).
+    sample_success: float = Field(1.0, ge=0, le=1)
 
 
 class LimitSpec(Strict):

@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelway.api import admin_routes, health_routes, openai_routes
+from modelway.api import admin_routes, health_routes, metrics_routes, openai_routes
 from modelway.api.request_body import request_id
 from modelway.api.responses import error_response
 from modelway.app import Runtime
@@ -32,7 +32,12 @@ def build_app(runtime: Runtime, *, manage_runtime: bool = True) -> Starlette:
                 await runtime.close()
 
     app = Starlette(
-        routes=[*openai_routes.routes, *health_routes.routes, *admin_routes.routes],
+        routes=[
+            *openai_routes.routes,
+            *health_routes.routes,
+            *admin_routes.routes,
+            *metrics_routes.routes,
+        ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )

@@ -11,6 +11,7 @@ import atexit
 import contextlib
 import logging
 import os
+import re
 from typing import IO, Any
 
 import orjson
@@ -67,3 +68,18 @@ def configure_logging(level: str = "info") -> DeferredFlushWriter:
 
 def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
+
+
+# Things that look like credentials: provider keys (sk-..., sk-ant-...), modelway keys
+# (mw-...), bearer tokens, AWS access key ids, and key=value pairs named like secrets.
+_SECRET = re.compile(
+    r"(?:\b(?:sk|mw|rk|pk)-[A-Za-z0-9_\-]{8,}"
+    r"|\bBearer\s+[A-Za-z0-9._\-~+/]{8,}=*"
+    r"|\bAKIA[0-9A-Z]{16}\b"
+    r"|(?i:\b(?:api[_-]?key|token|secret|password)\s*[=:]\s*)[^\s,;\"']{6,})"
+)
+
+
+def scrub_secrets(text: str) -> str:
+    """``text`` with anything shaped like a credential replaced, for logs and errors."""
+    return _SECRET.sub("[REDACTED]", text) if text else text

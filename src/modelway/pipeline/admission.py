@@ -22,6 +22,7 @@ from modelway.accounting.reservation import Reservation, plan, rate_headers, ref
 from modelway.accounting.tokens import max_output_tokens, prompt_tokens, prompt_tokens_async
 from modelway.config import BudgetsConfig, LimitsConfig
 from modelway.observability.logging import get_logger
+from modelway.observability.request_metrics import RequestMetrics
 from modelway.pipeline.context import Chunk, RequestContext, Result
 from modelway.pipeline.stage import Next
 from modelway.protocol.errors import GatewayError, Unavailable
@@ -45,6 +46,7 @@ class Admission:
         limits: LimitsConfig,
         budgets: BudgetsConfig,
         spend_since: SpendSince,
+        metrics: RequestMetrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._counters = counters
@@ -55,6 +57,7 @@ class Admission:
         self._limits = limits
         self._budgets = budgets
         self._spend_since = spend_since
+        self._metrics = metrics
         self._clock = clock
         self._seeded: set[str] = set()
         self._ids = RowIds()
@@ -118,13 +121,22 @@ class Admission:
             res.drop()
             return
         if not taken.allowed:
+            self._count_refusal(taken.denied_key or "")
             error = refusal(res, taken, datetime.fromtimestamp(now, UTC))
             ctx.response_headers.update(rate_headers(res, taken.windows))
             res.drop()
             self._record(ctx, Spent(0, 0, 0, 0), error.status)
             raise error
         ctx.response_headers.update(rate_headers(res, taken.windows))
-        self._soft_alerts(res, taken)
+        self._watch_budgets(res, taken)
+
+    def _count_refusal(self, denied: str) -> None:
+        # Counter keys read "key:<id>:rpm", "team:<id>:parallel", "budget:<scope>:...".
+        parts = denied.split(":")
+        if parts[0] == "budget":
+            self._metrics.budget_rejected(parts[1] if len(parts) > 1 else "")
+        else:
+            self._metrics.rate_limited(parts[0], parts[-1])
 
     async def _seed(self, res: Reservation) -> None:
         """A budget counter starts from the ledger's spend in its period (after a restart,
@@ -149,12 +161,15 @@ class Admission:
         if closed_budgets or closed_limits:
             raise Unavailable("limits and budgets cannot be checked right now", retry_after=1)
 
-    def _soft_alerts(self, res: Reservation, taken: Taken) -> None:
+    def _watch_budgets(self, res: Reservation, taken: Taken) -> None:
         for rule, period, budget, spent_now in zip(
             res.rules, res.periods, res.budgets, taken.budgets_spent, strict=False
         ):
             limit = usd_to_nano(rule.limit_usd)
             spent = spent_now - budget.amount  # this request's reservation is not spent yet
+            if rule.scope != "key":
+                left = max(limit - spent, 0) / 1e9
+                self._metrics.budget_remaining(rule.owner, rule.period, left)
             if spent * 2 < limit:
                 continue
             for share in (50, 80, 100):
@@ -233,6 +248,7 @@ class Admission:
             prompt = prompt_tokens(ctx.request, meter.counter)  # the provider sent no usage
         used = spent(ctx, prompt, out, price)
         ctx.cost_nano_usd = used.cost_nano_usd
+        ctx.cached_tokens = used.cached_tokens
         self._record(ctx, used, status)
         if not res.empty:
             self._background(self._settle(ctx, res, taken_at, used))

@@ -51,9 +51,14 @@ class RequestContext:
     deployment: str | None = None
     provider: str | None = None
     usage: Usage | None = None
+    cached_tokens: int = 0
     cost_nano_usd: int | None = None
+    attempts: int = 0  # upstream attempts made, retries included
+    fallbacks: list[str] = field(default_factory=list)  # groups given up, in order
     status: int = 200
     error_type: str | None = None
+    error_message: str | None = None  # secrets scrubbed
+    upstream_status: int | None = None
     timings: Timings = field(default_factory=Timings)
     response_headers: dict[str, str] = field(default_factory=dict)
 

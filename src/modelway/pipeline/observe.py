@@ -1,22 +1,38 @@
-"""The outermost stage: time the request and write its one log line, whatever happens."""
+"""The outermost stage: time the request, then write its one log line and record its
+metrics, whatever happens."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from modelway.observability.logging import scrub_secrets
+from modelway.observability.request_metrics import RequestMetrics
 from modelway.pipeline.context import Chunk, RequestContext, Result
 from modelway.pipeline.stage import Next
 from modelway.protocol.errors import GatewayError
 
 CLIENT_CLOSED = 499  # nginx's convention for "the client went away first"
+Listener = Callable[[RequestContext, float], None]
 
 
 class Observe:
-    def __init__(self, logger: Any) -> None:
+    def __init__(
+        self,
+        logger: Any,
+        metrics: RequestMetrics,
+        *,
+        sample_success: float = 1.0,
+        listeners: tuple[Listener, ...] = (),
+    ) -> None:
         self._log = logger
+        self._metrics = metrics
+        self._sample = sample_success
+        # Also told of every finished request (the alert engine).
+        self._listeners = listeners
 
     async def __call__(self, ctx: RequestContext, call_next: Next) -> Result:
         try:
@@ -46,6 +62,15 @@ class Observe:
         t = ctx.timings
         t.end = time.perf_counter()
         latency = t.end - t.start
+        self._metrics.record(ctx, latency)
+        for listener in self._listeners:
+            listener(ctx, latency)
+        if ctx.status < 400 and self._sample < 1.0 and random.random() >= self._sample:
+            return
+        self._log_line(ctx, latency)
+
+    def _log_line(self, ctx: RequestContext, latency: float) -> None:
+        t = ctx.timings
         upstream = t.upstream_seconds()
         usage = ctx.usage
         fields: dict[str, Any] = {
@@ -68,10 +93,20 @@ class Observe:
             fields["team_id"] = ctx.principal.team_id
         if ctx.cost_nano_usd is not None:
             fields["cost_usd"] = ctx.cost_nano_usd / 1e9
+        if ctx.cached_tokens:
+            fields["cached_tokens"] = ctx.cached_tokens
+        if ctx.attempts > 1:
+            fields["attempts"] = ctx.attempts
+        if ctx.fallbacks:
+            fields["fallbacks"] = ctx.fallbacks
         if t.queue_seconds:
             fields["queue_ms"] = round(t.queue_seconds * 1000, 3)
         if ctx.error_type is not None:
             fields["error_type"] = ctx.error_type
+            if ctx.error_message is not None:
+                fields["error"] = ctx.error_message
+            if ctx.upstream_status is not None:
+                fields["upstream_status"] = ctx.upstream_status
         if ctx.status >= 500:
             self._log.error("request", **fields)
         elif ctx.status >= 400:
@@ -83,6 +118,8 @@ class Observe:
 def _note_failure(ctx: RequestContext, exc: BaseException) -> None:
     if isinstance(exc, GatewayError):
         ctx.status, ctx.error_type = exc.status, exc.type
+        ctx.error_message = scrub_secrets(exc.message)
+        ctx.upstream_status = exc.upstream_status
     elif isinstance(exc, asyncio.CancelledError | GeneratorExit):
         ctx.status, ctx.error_type = CLIENT_CLOSED, "client_closed"
     else:

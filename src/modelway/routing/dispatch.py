@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator
 
 from modelway.observability.logging import get_logger
+from modelway.observability.request_metrics import RequestMetrics
 from modelway.pipeline.context import Chunk, RequestContext, Result
 from modelway.protocol import errors
 from modelway.protocol.openai_chat import ChatRequest, ChatResponse, make_usage
@@ -35,9 +36,12 @@ _log = get_logger("modelway.routing")
 
 
 class Dispatch:
-    def __init__(self, router: Router, shared: Counters | None = None) -> None:
+    def __init__(
+        self, router: Router, metrics: RequestMetrics, shared: Counters | None = None
+    ) -> None:
         self.router = router
         self.shadows = Shadows()
+        self._metrics = metrics
         # Counters shared by every replica (Redis): deployment quotas are taken there too.
         self._shared = shared
 
@@ -61,6 +65,8 @@ class Dispatch:
                 following = self._fallback(requested, exc, failed)
                 if following is None:
                     raise
+                self._metrics.fallback(group.name, following.name)
+                ctx.fallbacks = list(failed)
                 group = following
                 continue
             if failed:
@@ -102,7 +108,10 @@ class Dispatch:
         priority = _priority(ctx)
         tokens = _estimated_tokens(ctx) if group.limited else 0  # only limits need the size
         for attempt in range(attempts):
+            if attempt:
+                self._metrics.retry(group.name)
             dep = await self._choose(ctx, group, order, attempt, tokens, priority, deadline)
+            ctx.attempts += 1
             try:
                 return await self._attempt(ctx, dep, deadline)
             except errors.GatewayError as exc:
@@ -304,10 +313,12 @@ class Dispatch:
 
     def _succeeded(self, dep: DeploymentRuntime) -> None:
         self._ended(dep)
+        self._metrics.attempt(dep.group, dep.id, dep.provider.name, "success")
         dep.breaker.record_success()
 
     def _failed(self, dep: DeploymentRuntime, exc: errors.GatewayError) -> None:
         self._ended(dep)
+        self._metrics.attempt(dep.group, dep.id, dep.provider.name, exc.type)
         if isinstance(exc, errors.RateLimited):
             # Load, not ill health: it neither opens the circuit nor closes it.
             dep.breaker.release()
