@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from modelway.protocol.errors import BadRequest
@@ -52,6 +52,13 @@ class Provider:
     def stats(self) -> dict[str, Any] | None:
         """Live figures of an in-process engine (queue, running, KV use); None if none."""
         return None
+
+    def propagate_with(self, inject: Callable[[dict[str, str]], None]) -> None:
+        """Have every upstream request carry trace context written by ``inject``
+        (HTTP providers; the embedded engine has nothing to propagate to)."""
+        http = getattr(self, "_http", None)
+        if http is not None:
+            http.propagate = inject
 
     def count_tokens(self, text: str) -> int | None:
         """The served model's own token count of a text, when this provider has its

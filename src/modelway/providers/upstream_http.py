@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from pyreqwest import exceptions as rq
 from pyreqwest.client import Client, ClientBuilder
@@ -106,6 +107,8 @@ class UpstreamHTTP:
         self._connect = timedelta(seconds=connect_timeout_seconds)
         self._max_connections = max_connections
         self._client: Client | None = None
+        # Writes trace context (W3C traceparent) into each request's headers, if set.
+        self.propagate: Callable[[dict[str, str]], None] | None = None
 
     @property
     def client(self) -> Client:
@@ -133,6 +136,8 @@ class UpstreamHTTP:
         request = self.client.post(self.base_url + path).body_bytes(body).timeout(self._total)
         if params:
             request = request.query(dict(params))
+        if self.propagate is not None:
+            request = self._traced(request)
         try:
             resp = await request.build().send()
             payload = bytes(await resp.bytes())
@@ -157,6 +162,8 @@ class UpstreamHTTP:
         )
         if params:
             request = request.query(dict(params))
+        if self.propagate is not None:
+            request = self._traced(request)
         try:
             async with request.build_streamed() as resp:
                 if resp.status >= 300:
@@ -181,6 +188,12 @@ class UpstreamHTTP:
         except rq.PyreqwestError:
             return False
         return resp.status < 500 and resp.status not in (401, 403)
+
+    def _traced(self, request: Any) -> Any:
+        assert self.propagate is not None
+        carrier: dict[str, str] = {}
+        self.propagate(carrier)
+        return request.headers(carrier) if carrier else request
 
     def _refusal(
         self, status: int, payload: bytes, header: Callable[[str], str | None]

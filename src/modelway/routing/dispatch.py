@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 
 from modelway.observability.logging import get_logger
 from modelway.observability.request_metrics import RequestMetrics
+from modelway.observability.tracing import Attempt, Tracing
 from modelway.pipeline.context import Chunk, RequestContext, Result
 from modelway.protocol import errors
 from modelway.protocol.openai_chat import ChatRequest, ChatResponse, make_usage
@@ -37,11 +38,16 @@ _log = get_logger("modelway.routing")
 
 class Dispatch:
     def __init__(
-        self, router: Router, metrics: RequestMetrics, shared: Counters | None = None
+        self,
+        router: Router,
+        metrics: RequestMetrics,
+        shared: Counters | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.router = router
         self.shadows = Shadows()
         self._metrics = metrics
+        self._tracing = tracing if tracing is not None else Tracing.disabled()
         # Counters shared by every replica (Redis): deployment quotas are taken there too.
         self._shared = shared
 
@@ -113,7 +119,7 @@ class Dispatch:
             dep = await self._choose(ctx, group, order, attempt, tokens, priority, deadline)
             ctx.attempts += 1
             try:
-                return await self._attempt(ctx, dep, deadline)
+                return await self._traced_attempt(ctx, dep, deadline)
             except errors.GatewayError as exc:
                 if not exc.retryable or attempt + 1 == attempts:
                     raise
@@ -188,6 +194,22 @@ class Dispatch:
         if not taken.allowed:
             dep.limits.block(max(taken.retry_after, 0.05))
         return taken.allowed
+
+    async def _traced_attempt(
+        self, ctx: RequestContext, dep: DeploymentRuntime, deadline: float | None
+    ) -> Result:
+        """One attempt in its own trace span (a no-op when tracing is off); a stream's
+        span stays open until the stream ends."""
+        if not self._tracing.enabled:
+            return await self._attempt(ctx, dep, deadline)
+        with self._tracing.attempt(
+            ctx, dep.id, dep.provider.name, dep.upstream_model, ctx.attempts - 1
+        ) as traced:
+            result = await self._attempt(ctx, dep, deadline)
+            if isinstance(result, AsyncIterator):
+                traced.keep_open()
+                return _ending(result, traced)
+            return result
 
     async def _attempt(
         self, ctx: RequestContext, dep: DeploymentRuntime, deadline: float | None
@@ -327,6 +349,19 @@ class Dispatch:
         else:
             # A refusal of this request (400, 401...) says nothing about the deployment's health.
             dep.breaker.record_success()
+
+
+async def _ending(chunks: AsyncIterator[Chunk], traced: Attempt) -> AsyncIterator[Chunk]:
+    error: BaseException | None = None
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        await _aclose(chunks)
+        traced.end(error)
 
 
 def _next_allowed(order: list[DeploymentRuntime], attempt: int) -> DeploymentRuntime | None:
