@@ -25,16 +25,24 @@ from modelway.config import (
     LocalDeployment,
     OpenAIDeployment,
 )
+from modelway.observability.alerts import (
+    AlertEngine,
+    DeploymentState,
+    EngineState,
+    QueueState,
+)
 from modelway.observability.logging import get_logger
 from modelway.observability.metrics import Metrics
 from modelway.observability.request_metrics import RequestMetrics
 from modelway.observability.runtime_gauges import DeploymentView, QueueView, RuntimeGauges
-from modelway.pipeline.admission import Admission
+from modelway.observability.tracing import Tracing
+from modelway.pipeline.admission import Admission, BudgetListener
 from modelway.pipeline.authenticate import Authenticate
 from modelway.pipeline.context import RequestContext, Result
 from modelway.pipeline.data_class import DataClassification
 from modelway.pipeline.observe import Observe
 from modelway.pipeline.stage import Next, Stage, build_chain
+from modelway.pipeline.trace import Trace
 from modelway.protocol.openai_models import ModelCard, ModelList
 from modelway.providers.anthropic import AnthropicProvider
 from modelway.providers.base import Provider
@@ -66,18 +74,44 @@ def build_stages(
     services: Services,
     router: Router,
     metrics: RequestMetrics,
+    tracing: Tracing,
+    alerts: AlertEngine | None,
     clock: Callable[[], float] = time.time,
 ) -> list[Stage]:
     """The request path, outermost first. A disabled feature is simply not listed."""
+    listeners = (_alert_recorder(alerts, router),) if alerts is not None else ()
     observe = Observe(
-        get_logger("modelway.request"), metrics, sample_success=config.logging.sample_success
+        get_logger("modelway.request"),
+        metrics,
+        sample_success=config.logging.sample_success,
+        listeners=listeners,
     )
     stages: list[Stage] = [observe]
+    if tracing.enabled:
+        stages.append(Trace(tracing))
     if services.master_key is not None:
         stages.append(Authenticate(services.keys))
     stages.append(DataClassification())
-    stages.append(_admission(config, services, router, metrics, clock))
+    budget_listener = alerts.record_budget if alerts is not None else None
+    stages.append(_admission(config, services, router, metrics, budget_listener, clock))
     return stages
+
+
+def _alert_recorder(alerts: AlertEngine, router: Router) -> Callable[[RequestContext, float], None]:
+    def record(ctx: RequestContext, latency: float) -> None:
+        if ctx.model not in router.groups:
+            return  # an unknown model name: nothing to judge
+        t = ctx.timings
+        alerts.record_request(
+            ctx.model,
+            ctx.status < 500,  # a client's own mistakes (4xx) are not the group's errors
+            latency,
+            t.first_token - t.start if ctx.stream and t.first_token is not None else None,
+            ctx.principal.team_id if ctx.principal is not None else None,
+            (ctx.cost_nano_usd or 0) / 1e9,
+        )
+
+    return record
 
 
 def _admission(
@@ -85,6 +119,7 @@ def _admission(
     services: Services,
     router: Router,
     metrics: RequestMetrics,
+    budget_listener: BudgetListener | None,
     clock: Callable[[], float],
 ) -> Admission:
     table = PriceTable(
@@ -112,6 +147,7 @@ def _admission(
         budgets=config.budgets,
         spend_since=services.spend_since,
         metrics=metrics,
+        budget_listener=budget_listener,
         clock=clock,
     )
 
@@ -148,6 +184,8 @@ class Runtime:
     services: Services
     metrics: Metrics
     request_metrics: RequestMetrics
+    tracing: Tracing
+    alerts: AlertEngine | None
     stages: Sequence[Stage]
     created: int = field(default_factory=lambda: int(time.time()))
     _dispatch: Dispatch = field(init=False)
@@ -157,7 +195,10 @@ class Runtime:
 
     def __post_init__(self) -> None:
         shared = self.services.counters if self.config.redis_url is not None else None
-        self._dispatch = Dispatch(self.router, self.request_metrics, shared)
+        self._dispatch = Dispatch(self.router, self.request_metrics, shared, self.tracing)
+        if self.tracing.enabled:
+            for dep in self.deployments:
+                dep.provider.propagate_with(self.tracing.inject)
         self._chain = build_chain(self.stages, self._dispatch)
 
     @property
@@ -177,6 +218,8 @@ class Runtime:
         ]
         gauges = RuntimeGauges(self.metrics, self._deployment_views, self._queue_views)
         self._probes.append(asyncio.create_task(gauges.run()))
+        if self.alerts is not None:
+            self.alerts.start()
 
     async def close(self) -> None:
         for probe in self._probes:
@@ -189,6 +232,9 @@ class Runtime:
             if isinstance(stage, Admission):
                 await stage.close()
         await self.services.close()
+        await self.tracing.close()
+        if self.alerts is not None:
+            await self.alerts.close()
 
     def _deployment_views(self) -> list[DeploymentView]:
         return [
@@ -197,6 +243,25 @@ class Runtime:
             )
             for d in self.deployments
         ]
+
+    def _deployment_states(self) -> list[DeploymentState]:
+        states = []
+        for d in self.deployments:
+            probed = self._health.get(d.id)
+            healthy = probed[1] if probed is not None else None
+            states.append(DeploymentState(d.group, d.id, d.breaker.state.value, healthy))
+        return states
+
+    def _queue_states(self) -> list[QueueState]:
+        return [QueueState(n, g.queue.depth, g.queue.size) for n, g in self.router.groups.items()]
+
+    def _engine_states(self) -> list[EngineState]:
+        states = []
+        for d in self.deployments:
+            stats = d.provider.stats()
+            if stats and stats.get("loaded") and stats["kv_cells_total"]:
+                states.append(EngineState(d.id, stats["kv_cells_used"] / stats["kv_cells_total"]))
+        return states
 
     def _queue_views(self) -> list[QueueView]:
         return [
@@ -259,14 +324,25 @@ def build_runtime(config: Config, clock: Callable[[], float] = time.time) -> Run
     routing = {g.name: g.routing for g in config.models}
     router = Router([ModelGroupRuntime(name, deps, routing[name]) for name, deps in groups.items()])
     services = Services.build(config)
-    return Runtime(
+    tracing = Tracing.from_config(config.tracing)
+    alerts = AlertEngine(config.alerts) if config.alerts.enabled else None
+    runtime = Runtime(
         config=config,
         router=router,
         services=services,
         metrics=metrics,
         request_metrics=recorder,
-        stages=build_stages(config, services, router, recorder, clock),
+        tracing=tracing,
+        alerts=alerts,
+        stages=build_stages(config, services, router, recorder, tracing, alerts, clock),
     )
+    if alerts is not None:
+        alerts.watch(
+            deployments=runtime._deployment_states,
+            queues=runtime._queue_states,
+            engines=runtime._engine_states,
+        )
+    return runtime
 
 
 def _deployment(

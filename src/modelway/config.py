@@ -19,6 +19,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from modelway.config_alerts import AlertsConfig
+from modelway.config_tracing import TracingConfig
+
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -266,6 +269,8 @@ class Config(Strict):
     limits: LimitsConfig = LimitsConfig()
     budgets: BudgetsConfig = BudgetsConfig()
     accounting: AccountingConfig = AccountingConfig()
+    tracing: TracingConfig = TracingConfig()
+    alerts: AlertsConfig = AlertsConfig()
     models: list[ModelGroup] = Field(min_length=1)
 
     def state_path(self) -> Path:

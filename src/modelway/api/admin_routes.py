@@ -220,6 +220,13 @@ async def audit_verify(request: Request, runtime: Runtime, who: Principal) -> An
     return {"ok": result.ok, "checked": result.checked, "problems": result.problems}
 
 
+async def alerts(request: Request, runtime: Runtime, who: Principal) -> Any:
+    engine = runtime.alerts
+    if engine is None:
+        return {"enabled": False, "active": [], "recent": []}
+    return {"enabled": True, **engine.as_json()}
+
+
 routes = [
     Route("/admin/keys", _admin(create_key, write=True), methods=["POST"]),
     Route("/admin/keys", _admin(list_keys, write=False), methods=["GET"]),
@@ -235,4 +242,5 @@ routes = [
     Route("/admin/spend", _admin(spend, write=False), methods=["GET"]),
     Route("/admin/audit", _admin(audit, write=False), methods=["GET"]),
     Route("/admin/audit/verify", _admin(audit_verify, write=False), methods=["GET"]),
+    Route("/admin/alerts", _admin(alerts, write=False), methods=["GET"]),
 ]

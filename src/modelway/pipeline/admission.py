@@ -32,6 +32,8 @@ from modelway.store.counters import Budget, Counters, CountersUnavailable
 
 _log = get_logger("modelway.limits")
 SpendSince = Callable[[BudgetRule, datetime | None], Awaitable[int]]
+# (scope, owner, period, spent USD, limit USD, mode): the alert engine's record_budget.
+BudgetListener = Callable[[str, str, str, float, float, str], None]
 
 
 class Admission:
@@ -47,6 +49,7 @@ class Admission:
         budgets: BudgetsConfig,
         spend_since: SpendSince,
         metrics: RequestMetrics,
+        budget_listener: BudgetListener | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._counters = counters
@@ -58,10 +61,10 @@ class Admission:
         self._budgets = budgets
         self._spend_since = spend_since
         self._metrics = metrics
+        self._budget_listener = budget_listener
         self._clock = clock
         self._seeded: set[str] = set()
         self._ids = RowIds()
-        self._alerted: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def __call__(self, ctx: RequestContext, call_next: Next) -> Result:
@@ -162,28 +165,19 @@ class Admission:
             raise Unavailable("limits and budgets cannot be checked right now", retry_after=1)
 
     def _watch_budgets(self, res: Reservation, taken: Taken) -> None:
-        for rule, period, budget, spent_now in zip(
-            res.rules, res.periods, res.budgets, taken.budgets_spent, strict=False
+        """Tell the metrics (team and global budgets) and the alerts (all) what is left."""
+        for rule, budget, spent_now in zip(
+            res.rules, res.budgets, taken.budgets_spent, strict=False
         ):
             limit = usd_to_nano(rule.limit_usd)
             spent = spent_now - budget.amount  # this request's reservation is not spent yet
             if rule.scope != "key":
                 left = max(limit - spent, 0) / 1e9
                 self._metrics.budget_remaining(rule.owner, rule.period, left)
-            if spent * 2 < limit:
-                continue
-            for share in (50, 80, 100):
-                mark = f"{period.key}:{share}"
-                if spent * 100 >= limit * share and mark not in self._alerted:
-                    self._alerted.add(mark)
-                    _log.warning(
-                        "budget_threshold",
-                        budget=period.key,
-                        mode=rule.mode,
-                        percent=share,
-                        spent_usd=format_usd(spent),
-                        limit_usd=str(rule.limit_usd),
-                    )
+            if self._budget_listener is not None:
+                self._budget_listener(
+                    rule.scope, rule.owner, rule.period, spent / 1e9, limit / 1e9, rule.mode
+                )
 
     async def _metered(
         self,
