@@ -23,7 +23,21 @@ $(VENV)/.installed-dev: pyproject.toml | $(PY)
 run: $(VENV)/.installed
 	$(VENV)/bin/modelway serve
 
+# promtool checks deploy/prometheus/alerts.yml (tests/unit/test_monitoring_assets.py).
+# Debian's `prometheus` package has it: installed here when missing and apt-get can run
+# (as root, or with passwordless sudo); the Prometheus server that comes with it is
+# stopped and disabled. Where it cannot be installed, those tests skip.
 test: $(VENV)/.installed-dev
+	@command -v promtool >/dev/null 2>&1 || { \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	  apt="$$sudo env DEBIAN_FRONTEND=noninteractive apt-get -q"; \
+	  if { $$apt install -y --no-install-recommends prometheus || \
+	       { $$apt update && $$apt install -y --no-install-recommends prometheus; }; } \
+	     >/dev/null 2>&1; then \
+	    $$sudo systemctl disable --now prometheus.service >/dev/null 2>&1 || true; \
+	  else \
+	    echo "promtool is missing and could not be installed: its tests will skip"; \
+	  fi; }
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed-dev
