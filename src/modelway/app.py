@@ -25,6 +25,7 @@ from modelway.config import (
     LocalDeployment,
     OpenAIDeployment,
 )
+from modelway.guardrails.runtime import Guardrails
 from modelway.observability.alerts import (
     AlertEngine,
     DeploymentState,
@@ -40,7 +41,9 @@ from modelway.pipeline.admission import Admission, BudgetListener
 from modelway.pipeline.authenticate import Authenticate
 from modelway.pipeline.context import RequestContext, Result
 from modelway.pipeline.data_class import DataClassification
+from modelway.pipeline.input_guard import InputGuard
 from modelway.pipeline.observe import Observe
+from modelway.pipeline.output_guard import OutputGuard
 from modelway.pipeline.stage import Next, Stage, build_chain
 from modelway.pipeline.trace import Trace
 from modelway.protocol.openai_models import ModelCard, ModelList
@@ -76,6 +79,7 @@ def build_stages(
     metrics: RequestMetrics,
     tracing: Tracing,
     alerts: AlertEngine | None,
+    guard: Guardrails | None,
     clock: Callable[[], float] = time.time,
 ) -> list[Stage]:
     """The request path, outermost first. A disabled feature is simply not listed."""
@@ -92,8 +96,12 @@ def build_stages(
     if services.master_key is not None:
         stages.append(Authenticate(services.keys))
     stages.append(DataClassification())
+    if guard is not None:
+        stages.append(InputGuard(guard.policy_for, guard.detectors, guard.count))
     budget_listener = alerts.record_budget if alerts is not None else None
     stages.append(_admission(config, services, router, metrics, budget_listener, clock))
+    if guard is not None:
+        stages.append(OutputGuard(guard.policy_for, guard.detectors, guard.count))
     return stages
 
 
@@ -186,6 +194,7 @@ class Runtime:
     request_metrics: RequestMetrics
     tracing: Tracing
     alerts: AlertEngine | None
+    guardrails: Guardrails | None
     stages: Sequence[Stage]
     created: int = field(default_factory=lambda: int(time.time()))
     _dispatch: Dispatch = field(init=False)
@@ -326,6 +335,7 @@ def build_runtime(config: Config, clock: Callable[[], float] = time.time) -> Run
     services = Services.build(config)
     tracing = Tracing.from_config(config.tracing)
     alerts = AlertEngine(config.alerts) if config.alerts.enabled else None
+    guard = Guardrails.build(config, recorder) if config.guardrails is not None else None
     runtime = Runtime(
         config=config,
         router=router,
@@ -334,7 +344,8 @@ def build_runtime(config: Config, clock: Callable[[], float] = time.time) -> Run
         request_metrics=recorder,
         tracing=tracing,
         alerts=alerts,
-        stages=build_stages(config, services, router, recorder, tracing, alerts, clock),
+        guardrails=guard,
+        stages=build_stages(config, services, router, recorder, tracing, alerts, guard, clock),
     )
     if alerts is not None:
         alerts.watch(

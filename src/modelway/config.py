@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from modelway.config_alerts import AlertsConfig
+from modelway.config_guardrails import GuardrailsConfig
 from modelway.config_tracing import TracingConfig
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
@@ -271,6 +272,8 @@ class Config(Strict):
     accounting: AccountingConfig = AccountingConfig()
     tracing: TracingConfig = TracingConfig()
     alerts: AlertsConfig = AlertsConfig()
+    # Absent: no guardrail stage at all.
+    guardrails: GuardrailsConfig | None = None
     models: list[ModelGroup] = Field(min_length=1)
 
     def state_path(self) -> Path:
@@ -455,6 +458,7 @@ def _check_references(config: Config) -> list[str]:
                 elif target == group.name:
                     problems.append(f"{where}: a group cannot fall back to itself")
     problems += _check_store_urls(config)
+    problems += _check_guardrails(config, names)
     ids: set[str] = set()
     for _, dep_id, _ in config.deployment_ids():
         if dep_id in ids:
@@ -473,4 +477,19 @@ def _check_store_urls(config: Config) -> list[str]:
         scheme = config.redis_url.get_secret_value().partition(":")[0]
         if scheme not in ("redis", "rediss", "unix"):
             problems.append("redis_url: must be a redis://, rediss:// or unix:// URL")
+    return problems
+
+
+def _check_guardrails(config: Config, groups: dict[str, int]) -> list[str]:
+    guard = config.guardrails
+    if guard is None:
+        return []
+    problems = []
+    if guard.default is not None and guard.default not in guard.policies:
+        problems.append(f"guardrails.default: no policy named '{guard.default}'")
+    for model, policy in guard.models.items():
+        if model not in groups:
+            problems.append(f"guardrails.models.{model}: no model group is named '{model}'")
+        if policy not in guard.policies:
+            problems.append(f"guardrails.models.{model}: no policy named '{policy}'")
     return problems

@@ -53,7 +53,9 @@ class Services:
             batch_size=config.accounting.ledger_batch_size,
             flush_seconds=config.accounting.ledger_flush_seconds,
         )
-        return cls(engine, counters, keys, ledger, writer, Admin(engine, keys), master_key)
+        policies = config.guardrails.policies if config.guardrails is not None else {}
+        admin = Admin(engine, keys, policies)
+        return cls(engine, counters, keys, ledger, writer, admin, master_key)
 
     async def start(self) -> None:
         try:

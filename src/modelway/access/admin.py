@@ -3,6 +3,7 @@ transaction, then applied at once to this replica's key cache."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +21,7 @@ from modelway.access.admin_models import (
 )
 from modelway.access.key_cache import KeyCache
 from modelway.access.key_material import display_prefix, key_hash, new_id, new_key
-from modelway.protocol.errors import Conflict, NotFound
+from modelway.protocol.errors import BadRequest, Conflict, NotFound
 from modelway.store.access_records import AccessRecords, KeyRecord, TeamRecord
 from modelway.store.audit_log import AuditLog
 
@@ -28,14 +29,26 @@ DEFAULT_TEAM = "default"
 
 
 class Admin:
-    def __init__(self, engine: AsyncEngine, cache: KeyCache) -> None:
+    def __init__(
+        self, engine: AsyncEngine, cache: KeyCache, policies: Collection[str] = ()
+    ) -> None:
         self._engine = engine
+        self._policies = set(policies)
         self.records = AccessRecords(engine)
         self.audit = AuditLog(engine)
         self._cache = cache
 
     # -- teams
+    def _check_policy(self, name: str | None) -> None:
+        if name is not None and name not in self._policies:
+            known = ", ".join(sorted(self._policies)) or "none configured"
+            raise BadRequest(
+                f"no guardrail policy named '{name}' (configured: {known})",
+                param="guardrail_policy",
+            )
+
     async def create_team(self, actor: str, body: TeamCreate) -> dict[str, Any]:
+        self._check_policy(body.guardrail_policy)
         values = record_fields(body, set(TeamCreate.model_fields))
         team = TeamRecord(id=new_id("team"), **values)
         try:
@@ -54,6 +67,7 @@ class Admin:
         return team_view(await self._team(ref))
 
     async def update_team(self, actor: str, ref: str, body: TeamUpdate) -> dict[str, Any]:
+        self._check_policy(body.guardrail_policy)
         changes = record_fields(body, body.model_fields_set)
         changes = {k: v for k, v in changes.items() if not (k in ("name", "tags") and v is None)}
         try:
@@ -87,6 +101,7 @@ class Admin:
 
     # -- keys
     async def create_key(self, actor: str, body: KeyCreate) -> dict[str, Any]:
+        self._check_policy(body.guardrail_policy)
         secret = new_key()
         values = record_fields(body, set(KeyCreate.model_fields) - {"team"})
         async with self._engine.begin() as conn:
@@ -112,6 +127,7 @@ class Admin:
         return key_view(await self._key(key_id))
 
     async def update_key(self, actor: str, key_id: str, body: KeyUpdate) -> dict[str, Any]:
+        self._check_policy(body.guardrail_policy)
         changes = record_fields(body, body.model_fields_set - {"team"})
         changes = {k: v for k, v in changes.items() if not (k in ("role", "tags") and v is None)}
         async with self._engine.begin() as conn:

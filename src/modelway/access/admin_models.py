@@ -54,6 +54,7 @@ class TeamCreate(_Body):
     tags: dict[str, str] = Field(default_factory=dict)
     priority: int | None = Field(None, ge=-100, le=100)
     queue_weight: float | None = Field(None, gt=0, le=1000)
+    guardrail_policy: str | None = Field(None, min_length=1, max_length=100)
 
     _check_models = field_validator("models")(_models_ok)
     _check_tags = field_validator("tags")(_tags_ok)
@@ -79,6 +80,7 @@ class KeyCreate(_Body):
     data_class: DataClass | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     priority: int | None = Field(None, ge=-100, le=100)
+    guardrail_policy: str | None = Field(None, min_length=1, max_length=100)
     expires_at: datetime | None = None
 
     _check_models = field_validator("models")(_models_ok)
@@ -127,6 +129,7 @@ def team_view(team: TeamRecord) -> dict[str, Any]:
         "tags": team.tags,
         "priority": team.priority,
         "queue_weight": team.queue_weight,
+        "guardrail_policy": team.guardrail_policy,
         "created_at": _iso(team.created_at),
         "updated_at": _iso(team.updated_at),
     }
@@ -146,6 +149,7 @@ def key_view(key: KeyRecord) -> dict[str, Any]:
         "data_class": key.data_class,
         "tags": key.tags,
         "priority": key.priority,
+        "guardrail_policy": key.guardrail_policy,
         "expires_at": _iso(key.expires_at),
         "revoked_at": _iso(key.revoked_at),
         "created_at": _iso(key.created_at),

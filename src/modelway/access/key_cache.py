@@ -113,4 +113,5 @@ def _principal(key: KeyRecord, team: TeamRecord) -> Principal:
         expires_at=key.expires_at,
         priority=key.priority if key.priority is not None else team.priority,
         queue_weight=team.queue_weight or 1.0,
+        guardrail_policy=key.guardrail_policy or team.guardrail_policy,
     )

@@ -10,7 +10,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelway.api import admin_routes, health_routes, metrics_routes, openai_routes
+from modelway.api import (
+    admin_routes,
+    guardrail_routes,
+    health_routes,
+    metrics_routes,
+    openai_routes,
+)
 from modelway.api.request_body import request_id
 from modelway.api.responses import error_response
 from modelway.app import Runtime
@@ -33,6 +39,7 @@ def build_app(runtime: Runtime, *, manage_runtime: bool = True) -> Starlette:
 
     app = Starlette(
         routes=[
+            *guardrail_routes.routes,
             *openai_routes.routes,
             *health_routes.routes,
             *admin_routes.routes,

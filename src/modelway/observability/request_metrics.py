@@ -72,5 +72,8 @@ class RequestMetrics:
     def budget_remaining(self, team: str, period: str, usd: float) -> None:
         self._child(self._m.budget_remaining, team, period).set(usd)
 
+    def guardrail_action(self, guardrail: str, action: str) -> None:
+        self._child(self._m.guardrail_actions, guardrail, action).inc()
+
     def breaker_changed(self, deployment: str, state: str) -> None:
         self._child(self._m.breaker_transitions, deployment, state).inc()

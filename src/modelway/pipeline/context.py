@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from modelway.access.principal import Principal
 from modelway.protocol.openai_chat import ChatChunk, ChatRequest, ChatResponse, Usage
@@ -55,6 +55,9 @@ class RequestContext:
     cost_nano_usd: int | None = None
     attempts: int = 0  # upstream attempts made, retries included
     fallbacks: list[str] = field(default_factory=list)  # groups given up, in order
+    guardrail_actions: list[str] = field(default_factory=list)  # "pii.email:anonymize", ...
+    # The request's placeholder mapping, shared by the input and output guards.
+    placeholders: Any = None
     status: int = 200
     error_type: str | None = None
     error_message: str | None = None  # secrets scrubbed

@@ -99,6 +99,8 @@ class Observe:
             fields["attempts"] = ctx.attempts
         if ctx.fallbacks:
             fields["fallbacks"] = ctx.fallbacks
+        if ctx.guardrail_actions:
+            fields["guardrails"] = ctx.guardrail_actions
         if t.queue_seconds:
             fields["queue_ms"] = round(t.queue_seconds * 1000, 3)
         if ctx.error_type is not None:

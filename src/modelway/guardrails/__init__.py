@@ -1,0 +1,1 @@
+"""Detectors and actions that guard what goes in and what comes out."""
