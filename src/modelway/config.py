@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from decimal import Decimal
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,6 +18,12 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from modelway.config_access import (
+    AccountingConfig,
+    AuthConfig,
+    BudgetsConfig,
+    LimitsConfig,
+)
 from modelway.config_alerts import AlertsConfig
 from modelway.config_guardrails import GuardrailsConfig
 from modelway.config_tracing import TracingConfig
@@ -192,68 +197,6 @@ class LoggingConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     # Share of successful requests whose log line is written (failures always are).
     sample_success: float = Field(1.0, ge=0, le=1)
-
-
-class LimitSpec(Strict):
-    rpm: int | None = Field(None, ge=1, description="Requests per minute at most.")
-    tpm: int | None = Field(None, ge=1, description="Tokens (prompt + max output) per minute.")
-    max_parallel: int | None = Field(None, ge=1, description="Concurrent requests at most.")
-
-
-class BudgetSpec(Strict):
-    limit_usd: Decimal = Field(gt=0)
-    period: Literal["day", "week", "month", "total"] = "month"
-    # hard: refuse (429 insufficient_quota) before the call; soft: record an alert event.
-    mode: Literal["hard", "soft"] = "hard"
-
-
-class AuthConfig(Strict):
-    # Setting a master key turns authentication on: every /v1 call then needs a key.
-    master_key: SecretStr | None = None
-    refresh_seconds: float = Field(
-        0.5, gt=0, le=1, description="How often each replica re-reads changed keys and teams."
-    )
-
-    @field_validator("master_key")
-    @classmethod
-    def _master_key_strong(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < 16:
-            raise ValueError("must be at least 16 characters")
-        return value
-
-
-class LimitsConfig(Strict):
-    # Redis unreachable: "open" lets requests through (logged), "closed" answers 503.
-    on_redis_failure: Literal["open", "closed"] = "open"
-    default_output_tokens: int = Field(
-        256, ge=0, description="Tokens reserved for the answer when a request sets no max."
-    )
-
-
-class BudgetsConfig(Strict):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    global_: list[BudgetSpec] = Field(default_factory=list, alias="global")
-    on_redis_failure: Literal["open", "closed"] = "closed"
-    stream_step_tokens: int = Field(
-        512, ge=1, description="A stream with no max_tokens reserves budget this many at a time."
-    )
-
-
-class PriceSpec(Strict):
-    """USD per million tokens."""
-
-    input: Decimal = Field(ge=0)
-    output: Decimal = Field(ge=0)
-    cached_input: Decimal | None = Field(None, ge=0)
-
-
-class AccountingConfig(Strict):
-    # Keys are "provider/model" or a bare model (or model group) name; they override the
-    # shipped table, e.g. to give the embedded model a notional price.
-    prices: dict[str, PriceSpec] = Field(default_factory=dict)
-    ledger_batch_size: int = Field(500, ge=1)
-    ledger_flush_seconds: float = Field(0.5, gt=0)
 
 
 class Config(Strict):

@@ -7,8 +7,8 @@ from modelway.pipeline.context import RequestContext
 from modelway.protocol.errors import RateLimited
 from modelway.protocol.openai_chat import ChatRequest
 from modelway.routing.admission import AdmissionQueue
-from modelway.routing.dispatch import _priority
 from modelway.routing.limits import DeploymentLimits
+from modelway.routing.request_terms import priority_of as _priority
 
 
 class Clock:

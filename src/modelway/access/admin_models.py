@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from modelway.access.principal import Role
-from modelway.config import BudgetSpec, LimitSpec
+from modelway.config_access import BudgetSpec, LimitSpec
 from modelway.store.access_records import KeyRecord, TeamRecord
 
 DataClass = Literal["public", "confidential"]

@@ -20,7 +20,7 @@ from modelway.accounting.metering import GroupMeter, RowIds, Spent, ledger_row, 
 from modelway.accounting.pricing import Price, cost_nano_usd, format_usd, usd_to_nano
 from modelway.accounting.reservation import Reservation, plan, rate_headers, refusal
 from modelway.accounting.tokens import max_output_tokens, prompt_tokens, prompt_tokens_async
-from modelway.config import BudgetsConfig, LimitsConfig
+from modelway.config_access import BudgetsConfig, LimitsConfig
 from modelway.observability.logging import get_logger
 from modelway.observability.request_metrics import RequestMetrics
 from modelway.pipeline.context import Chunk, RequestContext, Result

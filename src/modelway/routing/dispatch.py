@@ -26,12 +26,18 @@ from modelway.protocol.openai_chat import ChatRequest, ChatResponse, make_usage
 from modelway.protocol.openai_completions import CompletionRequest, CompletionResponse
 from modelway.protocol.openai_embeddings import EmbeddingRequest
 from modelway.routing.backoff import backoff_seconds
+from modelway.routing.request_terms import (
+    affinity_key,
+    deadline_of,
+    estimated_tokens,
+    priority_of,
+    remaining,
+    tenant_of,
+)
 from modelway.routing.router import DeploymentRuntime, ModelGroupRuntime, Router
 from modelway.routing.shadow import Shadows
 from modelway.store.counters import Counters, CountersUnavailable, Window
 
-TIMEOUT_HEADER = "x-modelway-timeout-ms"
-PRIORITY_HEADER = "x-modelway-priority"
 _NO_SCOPE = contextlib.nullcontext()
 _log = get_logger("modelway.routing")
 
@@ -53,7 +59,7 @@ class Dispatch:
 
     async def __call__(self, ctx: RequestContext) -> Result:
         requested = self.router.group(ctx.model)
-        deadline = _deadline(ctx, requested)
+        deadline = deadline_of(ctx, requested)
         result = await self._with_fallbacks(ctx, requested, deadline)
         if requested.shadows:
             self.shadows.copy(ctx, requested.shadows)
@@ -97,7 +103,7 @@ class Dispatch:
     async def _with_retries(
         self, ctx: RequestContext, group: ModelGroupRuntime, deadline: float | None
     ) -> Result:
-        key = _affinity_key(ctx) if group.routing.affinity else None
+        key = affinity_key(ctx) if group.routing.affinity else None
         confidential = ctx.data_class == "confidential"
         order = group.candidates(key, private_only=confidential)
         if confidential and not order:
@@ -111,8 +117,8 @@ class Dispatch:
                 retry_after=group.routing.breaker.cooldown_seconds,
             )
         attempts = group.routing.retries + 1
-        priority = _priority(ctx)
-        tokens = _estimated_tokens(ctx) if group.limited else 0  # only limits need the size
+        priority = priority_of(ctx)
+        tokens = estimated_tokens(ctx) if group.limited else 0  # only limits need the size
         for attempt in range(attempts):
             if attempt:
                 self._metrics.retry(group.name)
@@ -154,12 +160,12 @@ class Dispatch:
         if group.limited and (group.queue.depth or not roomy()):
             waited = time.perf_counter()
             try:
-                tenant, weight = _tenant(ctx)
+                tenant, weight = tenant_of(ctx)
                 await group.queue.wait_for_room(
                     lambda: bool(roomy()),
                     priority=priority,
                     recheck_after=lambda: _soonest_room(order),
-                    deadline_seconds=_remaining(deadline),
+                    deadline_seconds=remaining(deadline),
                     tenant=tenant,
                     weight=weight,
                 )
@@ -225,7 +231,7 @@ class Dispatch:
         ctx.response_headers["x-modelway-deployment"] = dep.id
         ctx.timings.upstream_start = started = time.perf_counter()
         dep.stats.start()
-        limit, why = _remaining(deadline), "the request's deadline passed"
+        limit, why = remaining(deadline), "the request's deadline passed"
         first = dep.first_token_timeout if ctx.stream else None
         if first is not None and (limit is None or first < limit):
             limit, why = first, f"no first token within {first:g} s"
@@ -374,87 +380,9 @@ def _next_allowed(order: list[DeploymentRuntime], attempt: int) -> DeploymentRun
     return None
 
 
-PREFIX_AFFINITY_CHARS = 2048  # a shared prompt at least this long pins a deployment
-
-
-def _affinity_key(ctx: RequestContext) -> str | None:
-    """The session key (x-session-id, else the request's user), else, for a long prompt,
-    its first characters: requests sharing a long prefix reuse one replica's cache."""
-    explicit = ctx.headers.get("x-session-id") or getattr(ctx.request, "user", None)
-    if explicit:
-        return str(explicit)
-    req = ctx.request
-    if isinstance(req, ChatRequest):
-        text = "".join(f"{m.role}:{m.text()}" for m in req.messages)
-    elif isinstance(req, CompletionRequest) and isinstance(req.prompt, str):
-        text = req.prompt
-    else:
-        return None
-    return text[:PREFIX_AFFINITY_CHARS] if len(text) >= PREFIX_AFFINITY_CHARS else None
-
-
 def _soonest_room(order: list[DeploymentRuntime]) -> float | None:
     waits = [w for d in order if (w := d.limits.seconds_until_room()) is not None]
     return min(waits) if waits else None
-
-
-def _estimated_tokens(ctx: RequestContext) -> int:
-    """Prompt (about four characters a token) plus the most the answer may take."""
-    req = ctx.request
-    if isinstance(req, ChatRequest):
-        chars = sum(len(m.text()) for m in req.messages)
-    else:
-        source = req.prompt if isinstance(req, CompletionRequest) else req.input
-        chars = len(source) if isinstance(source, str) else 4 * len(source)
-    limit = req.output_limit if isinstance(req, ChatRequest | CompletionRequest) else 0
-    return chars // 4 + (limit or 256 if not isinstance(req, EmbeddingRequest) else 0)
-
-
-def _priority(ctx: RequestContext) -> int:
-    """The header's priority; a key or team with a priority caps it (a client may lower
-    its own requests, not raise them above its policy)."""
-    principal = ctx.principal
-    policy = principal.priority if principal is not None else None
-    raw = ctx.headers.get(PRIORITY_HEADER)
-    if raw is None:
-        return policy if policy is not None else 0
-    try:
-        asked = int(raw)
-    except ValueError:
-        raise errors.BadRequest(
-            f"{PRIORITY_HEADER} must be an integer (higher goes first)", param=PRIORITY_HEADER
-        ) from None
-    return min(asked, policy) if policy is not None else asked
-
-
-def _tenant(ctx: RequestContext) -> tuple[str, float]:
-    """Who shares the queue fairly with whom: teams (each key alone without one)."""
-    principal = ctx.principal
-    if principal is None:
-        return "", 1.0
-    return principal.team_id or principal.key_id, principal.queue_weight
-
-
-def _deadline(ctx: RequestContext, group: ModelGroupRuntime) -> float | None:
-    limits = []
-    if group.routing.timeout_seconds is not None:
-        limits.append(group.routing.timeout_seconds)
-    header = ctx.headers.get(TIMEOUT_HEADER)
-    if header is not None:
-        try:
-            milliseconds = float(header)
-        except ValueError:
-            raise errors.BadRequest(
-                f"{TIMEOUT_HEADER} must be a number of milliseconds", param=TIMEOUT_HEADER
-            ) from None
-        if milliseconds <= 0:
-            raise errors.BadRequest(f"{TIMEOUT_HEADER} must be positive", param=TIMEOUT_HEADER)
-        limits.append(milliseconds / 1000)
-    return time.monotonic() + min(limits) if limits else None
-
-
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _carries_output(chunk: Chunk) -> bool:
