@@ -39,6 +39,7 @@ from modelway.observability.runtime_gauges import DeploymentView, QueueView, Run
 from modelway.observability.tracing import Tracing
 from modelway.pipeline.admission import Admission, BudgetListener
 from modelway.pipeline.authenticate import Authenticate
+from modelway.pipeline.content_log import ContentLog
 from modelway.pipeline.context import RequestContext, Result
 from modelway.pipeline.data_class import DataClassification
 from modelway.pipeline.input_guard import InputGuard
@@ -91,6 +92,8 @@ def build_stages(
         listeners=listeners,
     )
     stages: list[Stage] = [observe]
+    if config.logging.log_content:
+        stages.append(ContentLog())
     if tracing.enabled:
         stages.append(Trace(tracing))
     if services.master_key is not None:

@@ -197,6 +197,8 @@ class LoggingConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     # Share of successful requests whose log line is written (failures always are).
     sample_success: float = Field(1.0, ge=0, le=1)
+    # Put prompts and completions on request lines, PII and secrets redacted first.
+    log_content: bool = False
 
 
 class Config(Strict):

@@ -32,6 +32,7 @@ def guard_config(mock: Mock, state: Path) -> dict[str, Any]:
     said = lambda text: {"headers": {"x-mock-content": text}}  # noqa: E731
     return {
         "state_dir": str(state),
+        "logging": {"log_content": True},
         "guardrails": {
             "default": "strict",
             "policies": {
@@ -233,3 +234,13 @@ def test_guardrail_actions_are_counted_and_logged(gateway: Process) -> None:
     assert EMAIL not in gateway.log_path.read_text()
     metrics = httpx.get(gateway.url + "/metrics").text
     assert 'modelway_guardrail_actions_total{action="anonymize",guardrail="pii.email"}' in metrics
+
+
+def test_logged_prompts_and_completions_are_redacted(gateway: Process) -> None:
+    answer = ask(gateway, "g-echo", f"write to {EMAIL} about the +1 415 555 2671 line")
+    assert answer.status_code == 200
+    assert EMAIL in answer.json()["choices"][0]["message"]["content"]  # the client's own
+    line = gateway.request_log(answer.headers["x-request-id"])
+    assert "<EMAIL_1>" in line["prompt"] and "<EMAIL_1>" in line["completion"]
+    assert EMAIL not in gateway.log_path.read_text()
+    assert "555 2671" not in line["completion"]

@@ -58,6 +58,8 @@ class RequestContext:
     guardrail_actions: list[str] = field(default_factory=list)  # "pii.email:anonymize", ...
     # The request's placeholder mapping, shared by the input and output guards.
     placeholders: Any = None
+    # With logging.log_content: the redacted prompt and completion for the log line.
+    logged_content: dict[str, str | None] | None = None
     status: int = 200
     error_type: str | None = None
     error_message: str | None = None  # secrets scrubbed

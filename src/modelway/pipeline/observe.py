@@ -99,6 +99,8 @@ class Observe:
             fields["attempts"] = ctx.attempts
         if ctx.fallbacks:
             fields["fallbacks"] = ctx.fallbacks
+        if ctx.logged_content is not None:
+            fields.update(ctx.logged_content)
         if ctx.guardrail_actions:
             fields["guardrails"] = ctx.guardrail_actions
         if t.queue_seconds:
