@@ -133,6 +133,9 @@ class _Rule:
     pattern: re.Pattern[str]
     group: str | int = 0  # which part of the match is the secret
     check: Check | None = None
+    # Lower-case substrings one of which every match contains: a text without any of them
+    # skips the rule's regex scan (most texts hold no secret at all).
+    triggers: tuple[str, ...] = ()
 
 
 _PEM_LABEL = r"(?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?"
@@ -175,6 +178,7 @@ RULES: tuple[_Rule, ...] = (
         "azure_storage_key",
         re.compile(r"(?i:AccountKey|SharedAccessKey)=(?P<value>[A-Za-z0-9+/]{40,}={0,2})"),
         "value",
+        triggers=("accountkey=", "sharedaccesskey="),
     ),
     _Rule(
         "azure_storage_key",
@@ -183,30 +187,41 @@ RULES: tuple[_Rule, ...] = (
             r"(?P<value>[A-Za-z0-9+/]{86}==)"
         ),
         "value",
+        triggers=("==",),
     ),
     _Rule("azure_sas_signature", re.compile(r"[?&]sig=(?P<value>[A-Za-z0-9%+/=]{30,})"), "value"),
     _Rule(
         "github_token",
         re.compile(r"(?<![\w-])(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_\w{50,255})(?![\w-])"),
     ),
-    _Rule("slack_token", re.compile(r"(?<![\w-])xox[abposre]-\d{6,}-[A-Za-z0-9-]{10,}")),
+    _Rule(
+        "slack_token",
+        re.compile(r"(?<![\w-])xox[abposre]-\d{6,}-[A-Za-z0-9-]{10,}"),
+        triggers=("xox",),
+    ),
     _Rule(
         "slack_webhook",
         re.compile(
             r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]{20,}"
         ),
     ),
-    _Rule("stripe_key", re.compile(r"(?<![\w-])(?:sk|rk)_live_[A-Za-z0-9]{20,}(?![\w-])")),
+    _Rule(
+        "stripe_key",
+        re.compile(r"(?<![\w-])(?:sk|rk)_live_[A-Za-z0-9]{20,}(?![\w-])"),
+        triggers=("_live_",),
+    ),
     _Rule(
         "jwt",
         re.compile(r"(?<![\w-])eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
         check=_jwt,
+        triggers=("eyj",),
     ),
     _Rule(
         "connection_string_password",
         re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:/@?#]*:(?P<value>[^\s@/?#]+)@[^\s@/]+"),
         "value",
         _not_placeholder,
+        triggers=("://",),
     ),
     _Rule(
         "bearer_token",
@@ -231,6 +246,8 @@ RULES: tuple[_Rule, ...] = (
         ),
         "value",
         _generic,
+        # _generic requires a secret-like name (_SECRET_NAME): one of these words in it.
+        triggers=("key", "secret", "token", "auth", "credential", "passw", "pwd", "sig", "bearer"),
     ),
 )
 KINDS = frozenset(rule.kind for rule in RULES)
@@ -250,7 +267,10 @@ class SecretsDetector:
     def find(self, text: str) -> list[Finding]:
         """All findings in ``text``, non-overlapping (longest first), ordered by start."""
         found: list[tuple[int, Finding]] = []
+        lower = text.lower()
         for order, rule in enumerate(self._rules):
+            if rule.triggers and not any(t in lower for t in rule.triggers):
+                continue
             for m in rule.pattern.finditer(text):
                 if rule.check is not None and not rule.check(m, text, self._min_entropy):
                     continue
