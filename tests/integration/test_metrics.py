@@ -52,6 +52,11 @@ def metrics_config(mock: Mock, state: Path) -> dict[str, Any]:
                 ],
             },
             {
+                "name": "m-down",
+                "routing": {"retries": 0},
+                "deployments": [_deployment(mock, "broken", **failing)],
+            },
+            {
                 "name": "m-fallback",
                 "routing": {"retries": 0, "fallbacks": ["m-ok"]},
                 "deployments": [_deployment(mock, "down", **failing)],
