@@ -13,19 +13,10 @@ import pytest
 
 from tests.integration.access_gateway import start_gateway
 from tests.integration.conftest import Mock
+from tests.integration.test_metrics import _deployment as deployment
 from tests.servers import Process
 
 EMAIL, CARD = "jane.doe@example.org", "4111 1111 1111 1111"
-
-
-def _dep(mock: Mock, dep_id: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": dep_id,
-        "provider": "openai",
-        "model": "upstream-gpt",
-        "base_url": f"{mock.url}/v1",
-        **extra,
-    }
 
 
 def guard_config(mock: Mock, state: Path) -> dict[str, Any]:
@@ -53,25 +44,25 @@ def guard_config(mock: Mock, state: Path) -> dict[str, Any]:
             "models": {"g-hybrid": "keep-private"},
         },
         "models": [
-            {"name": "g-echo", "deployments": [_dep(mock, "external-echo")]},
+            {"name": "g-echo", "deployments": [deployment(mock, "external-echo")]},
             {
                 "name": "g-hybrid",
                 "routing": {"strategy": "priority", "retries": 0},
                 "deployments": [
-                    _dep(mock, "external", priority=0),
-                    _dep(mock, "on-prem", priority=1, tags=["private"]),
+                    deployment(mock, "external", priority=0),
+                    deployment(mock, "on-prem", priority=1, tags=["private"]),
                 ],
             },
             {
                 "name": "g-phone",
                 "deployments": [
-                    _dep(mock, "phone", **said("Call me at +1 415 555 2671 tomorrow."))
+                    deployment(mock, "phone", **said("Call me at +1 415 555 2671 tomorrow."))
                 ],
             },
             {
                 "name": "g-image",
                 "deployments": [
-                    _dep(
+                    deployment(
                         mock,
                         "image",
                         **said(
@@ -84,7 +75,7 @@ def guard_config(mock: Mock, state: Path) -> dict[str, Any]:
             {
                 "name": "g-json",
                 "routing": {"retries": 0},
-                "deployments": [_dep(mock, "json", **said("this is not JSON"))],
+                "deployments": [deployment(mock, "json", **said("this is not JSON"))],
             },
         ],
     }

@@ -13,7 +13,7 @@ from modelway.guardrails.anonymizer import Placeholders, StreamRestorer
 from modelway.guardrails.detectors import Detectors
 from modelway.guardrails.input_policy import InputChecks, Verdict
 from modelway.pipeline.context import Chunk, RequestContext, Result
-from modelway.pipeline.stage import Next
+from modelway.pipeline.stage import Next, aclose
 from modelway.protocol.errors import BadRequest, PayloadTooLarge
 from modelway.protocol.openai_chat import ChatChunk, ChatMessage, ChatRequest, ChatResponse
 from modelway.protocol.openai_completions import CompletionRequest, CompletionResponse
@@ -178,6 +178,4 @@ async def _restored_stream(
                     )
             yield chunk
     finally:
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await aclose(chunks)

@@ -17,7 +17,7 @@ from modelway.guardrails.moderation import ModerationWatch, Moderator
 from modelway.guardrails.sanitize import StreamSanitizer, sanitize_markdown
 from modelway.pipeline.context import Chunk, RequestContext, Result
 from modelway.pipeline.input_guard import HEADER
-from modelway.pipeline.stage import Next
+from modelway.pipeline.stage import Next, aclose
 from modelway.protocol.errors import UpstreamError
 from modelway.protocol.openai_chat import ChatChunk, ChatRequest, ChatResponse
 
@@ -133,9 +133,7 @@ class OutputGuard:
                     return  # the rest of the answer is not sent
                 yield chunk
         finally:
-            aclose = getattr(chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await aclose(chunks)
             if any(lane.redacted for lane in lanes.values()):
                 self._note(ctx, "output.redact")
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 from modelway.pipeline.context import RequestContext, Result
 
@@ -33,3 +33,10 @@ def _bind(stage: Stage, call_next: Next) -> Next:
         return await stage(ctx, call_next)
 
     return step
+
+
+async def aclose(chunks: AsyncIterator[Any]) -> None:
+    """Close a stream a stage wrapped (its generator's cleanup runs now, not at GC)."""
+    close = getattr(chunks, "aclose", None)
+    if close is not None:
+        await close()

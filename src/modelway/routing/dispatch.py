@@ -21,6 +21,7 @@ from modelway.observability.logging import get_logger
 from modelway.observability.request_metrics import RequestMetrics
 from modelway.observability.tracing import Attempt, Tracing
 from modelway.pipeline.context import Chunk, RequestContext, Result
+from modelway.pipeline.stage import aclose
 from modelway.protocol import errors
 from modelway.protocol.openai_chat import ChatRequest, ChatResponse, make_usage
 from modelway.protocol.openai_completions import CompletionRequest, CompletionResponse
@@ -302,7 +303,7 @@ class Dispatch:
                 if _carries_output(chunk):
                     break
         except BaseException:
-            await _aclose(chunks)
+            await aclose(chunks)
             raise
         return chunks, head
 
@@ -326,7 +327,7 @@ class Dispatch:
             raise
         finally:
             ctx.timings.upstream_end = time.perf_counter()
-            await _aclose(chunks)
+            await aclose(chunks)
             if failure is not None:
                 self._failed(dep, failure)
             elif finished:
@@ -366,7 +367,7 @@ async def _ending(chunks: AsyncIterator[Chunk], traced: Attempt) -> AsyncIterato
         error = exc
         raise
     finally:
-        await _aclose(chunks)
+        await aclose(chunks)
         traced.end(error)
 
 
@@ -404,9 +405,3 @@ def _note_usage(ctx: RequestContext, chunk: Chunk) -> Chunk:
     if chunk.usage is not None:
         ctx.usage = chunk.usage
     return chunk
-
-
-async def _aclose(chunks: AsyncIterator[Chunk]) -> None:
-    aclose = getattr(chunks, "aclose", None)
-    if aclose is not None:
-        await aclose()

@@ -82,6 +82,22 @@ class AccessRecords:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
+    async def _first(self, query: Any, conn: AsyncConnection | None) -> Row[Any] | None:
+        """The query's first row, inside the caller's transaction when it has one."""
+        if conn is not None:
+            return (await conn.execute(query)).first()
+        async with self._engine.connect() as own:
+            return (await own.execute(query)).first()
+
+    async def _update(
+        self, conn: AsyncConnection, table: Any, record: Any, changes: Mapping[str, Any]
+    ) -> Any:
+        updated = replace(record, **changes, updated_at=datetime.now(UTC))
+        values = _values(updated)
+        del values["id"]
+        await conn.execute(update(table).where(table.c.id == record.id).values(values))
+        return updated
+
     # -- teams
     async def insert_team(self, conn: AsyncConnection, team: TeamRecord) -> None:
         await conn.execute(teams.insert().values(_values(team)))
@@ -90,17 +106,12 @@ class AccessRecords:
         self, team_id: str, conn: AsyncConnection | None = None
     ) -> TeamRecord | None:
         query = select(teams).where(teams.c.id == team_id, teams.c.deleted_at.is_(None))
-        if conn is not None:
-            row = (await conn.execute(query)).first()
-        else:
-            async with self._engine.connect() as own:
-                row = (await own.execute(query)).first()
+        row = await self._first(query, conn)
         return _team(row) if row is not None else None
 
     async def team_by_name(self, name: str) -> TeamRecord | None:
         query = select(teams).where(teams.c.name == name, teams.c.deleted_at.is_(None))
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).first()
+        row = await self._first(query, None)
         return _team(row) if row is not None else None
 
     async def list_teams(self) -> list[TeamRecord]:
@@ -111,10 +122,7 @@ class AccessRecords:
     async def update_team(
         self, conn: AsyncConnection, team: TeamRecord, changes: Mapping[str, Any]
     ) -> TeamRecord:
-        updated = replace(team, **changes, updated_at=datetime.now(UTC))
-        values = _values(updated)
-        del values["id"]
-        await conn.execute(update(teams).where(teams.c.id == team.id).values(values))
+        updated: TeamRecord = await self._update(conn, teams, team, changes)
         return updated
 
     async def active_keys_of(self, conn: AsyncConnection, team_id: str) -> int:
@@ -129,11 +137,7 @@ class AccessRecords:
 
     async def get_key(self, key_id: str, conn: AsyncConnection | None = None) -> KeyRecord | None:
         query = select(api_keys).where(api_keys.c.id == key_id)
-        if conn is not None:
-            row = (await conn.execute(query)).first()
-        else:
-            async with self._engine.connect() as own:
-                row = (await own.execute(query)).first()
+        row = await self._first(query, conn)
         return _key(row) if row is not None else None
 
     async def list_keys(
@@ -150,10 +154,7 @@ class AccessRecords:
     async def update_key(
         self, conn: AsyncConnection, key: KeyRecord, changes: Mapping[str, Any]
     ) -> KeyRecord:
-        updated = replace(key, **changes, updated_at=datetime.now(UTC))
-        values = _values(updated)
-        del values["id"]
-        await conn.execute(update(api_keys).where(api_keys.c.id == key.id).values(values))
+        updated: KeyRecord = await self._update(conn, api_keys, key, changes)
         return updated
 
     # -- what every replica polls to keep its key cache current
