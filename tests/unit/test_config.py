@@ -85,7 +85,8 @@ models:
     found = problems(text)
     assert "models[0].deployments[0].base_url: must be an http:// or https:// URL" in found
     assert "models[0].deployments[0].surprise: unknown field" in found
-    assert "models[1].deployments[0]: provider must be one of: openai, anthropic, local" in found
+    wanted = "openai, anthropic, local, local_embedding"
+    assert f"models[1].deployments[0]: provider must be one of: {wanted}" in found
     assert any(
         p.startswith("models[2].deployments: List should have at least 1 item") for p in found
     )
@@ -137,8 +138,9 @@ models:
 
 def test_default_config_serves_the_embedded_model() -> None:
     config = default_config()
-    assert [g.name for g in config.models] == ["smollm2-135m-instruct"]
+    assert [g.name for g in config.models] == ["smollm2-135m-instruct", "all-minilm-l6-v2"]
     assert config.models[0].deployments[0].provider == "local"
+    assert config.models[1].deployments[0].provider == "local_embedding"
 
 
 def test_load_config_reports_unreadable_file(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Sentence embeddings computed in process: the numpy encoder and its request batcher."""
