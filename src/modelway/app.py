@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from modelway import __version__
 from modelway.access.principal import BudgetRule
@@ -18,10 +22,13 @@ from modelway.accounting.tokens import (
     TokenCounter,
     openai_counter,
 )
+from modelway.cache.runtime import EMBEDDING_DIMS, ResponseCache
+from modelway.cache.semantic import Embed
 from modelway.config import (
     AnthropicDeployment,
     Config,
     Deployment,
+    EmbeddingDeployment,
     LocalDeployment,
     OpenAIDeployment,
 )
@@ -39,6 +46,7 @@ from modelway.observability.runtime_gauges import DeploymentView, QueueView, Run
 from modelway.observability.tracing import Tracing
 from modelway.pipeline.admission import Admission, BudgetListener
 from modelway.pipeline.authenticate import Authenticate
+from modelway.pipeline.cache_stage import CacheStage
 from modelway.pipeline.content_log import ContentLog
 from modelway.pipeline.context import RequestContext, Result
 from modelway.pipeline.data_class import DataClassification
@@ -47,10 +55,12 @@ from modelway.pipeline.observe import Observe
 from modelway.pipeline.output_guard import OutputGuard
 from modelway.pipeline.stage import Next, Stage, build_chain
 from modelway.pipeline.trace import Trace
+from modelway.protocol.openai_embeddings import EmbeddingRequest, EmbeddingResponse
 from modelway.protocol.openai_models import ModelCard, ModelList
 from modelway.providers.anthropic import AnthropicProvider
 from modelway.providers.base import Provider
 from modelway.providers.local import LocalProvider
+from modelway.providers.local_embedding import LocalEmbeddingProvider
 from modelway.providers.openai_compat import OpenAIProvider
 from modelway.routing.breaker import BreakerState, CircuitBreaker
 from modelway.routing.dispatch import Dispatch
@@ -70,6 +80,9 @@ PROVIDERS: dict[type[Any], ProviderFactory] = {
     OpenAIDeployment: lambda dep, name, group: OpenAIProvider(dep, name),
     AnthropicDeployment: lambda dep, name, group: AnthropicProvider(dep, name),
     LocalDeployment: lambda dep, name, group: LocalProvider(dep, name, served_name=group),
+    EmbeddingDeployment: lambda dep, name, group: LocalEmbeddingProvider(
+        dep, name, served_name=group
+    ),
 }
 
 
@@ -81,6 +94,7 @@ def build_stages(
     tracing: Tracing,
     alerts: AlertEngine | None,
     guard: Guardrails | None,
+    cache: ResponseCache | None = None,
     clock: Callable[[], float] = time.time,
 ) -> list[Stage]:
     """The request path, outermost first. A disabled feature is simply not listed."""
@@ -103,6 +117,8 @@ def build_stages(
         stages.append(InputGuard(guard.policy_for, guard.detectors, guard.count))
     budget_listener = alerts.record_budget if alerts is not None else None
     stages.append(_admission(config, services, router, metrics, budget_listener, clock))
+    if cache is not None:
+        stages.append(CacheStage(cache))
     if guard is not None:
         stages.append(OutputGuard(guard.policy_for, guard.detectors, guard.count))
     return stages
@@ -198,6 +214,7 @@ class Runtime:
     tracing: Tracing
     alerts: AlertEngine | None
     guardrails: Guardrails | None
+    cache: ResponseCache | None
     stages: Sequence[Stage]
     created: int = field(default_factory=lambda: int(time.time()))
     _dispatch: Dispatch = field(init=False)
@@ -228,6 +245,8 @@ class Runtime:
             for d in self.deployments
             if d.health_check_seconds is not None
         ]
+        if self.cache is not None:
+            await self.cache.start()
         gauges = RuntimeGauges(self.metrics, self._deployment_views, self._queue_views)
         self._probes.append(asyncio.create_task(gauges.run()))
         if self.alerts is not None:
@@ -241,8 +260,10 @@ class Runtime:
             *(d.provider.close() for d in self.deployments), return_exceptions=True
         )
         for stage in self.stages:
-            if isinstance(stage, Admission):
+            if isinstance(stage, Admission | CacheStage):
                 await stage.close()
+        if self.cache is not None:
+            await self.cache.close()
         await self.services.close()
         await self.tracing.close()
         if self.alerts is not None:
@@ -339,6 +360,7 @@ def build_runtime(config: Config, clock: Callable[[], float] = time.time) -> Run
     tracing = Tracing.from_config(config.tracing)
     alerts = AlertEngine(config.alerts) if config.alerts.enabled else None
     guard = Guardrails.build(config, recorder) if config.guardrails is not None else None
+    cache = _response_cache(config, router, lambda: runtime)
     runtime = Runtime(
         config=config,
         router=router,
@@ -348,7 +370,10 @@ def build_runtime(config: Config, clock: Callable[[], float] = time.time) -> Run
         tracing=tracing,
         alerts=alerts,
         guardrails=guard,
-        stages=build_stages(config, services, router, recorder, tracing, alerts, guard, clock),
+        cache=cache,
+        stages=build_stages(
+            config, services, router, recorder, tracing, alerts, guard, cache, clock
+        ),
     )
     if alerts is not None:
         alerts.watch(
@@ -359,6 +384,39 @@ def build_runtime(config: Config, clock: Callable[[], float] = time.time) -> Run
     return runtime
 
 
+def _response_cache(
+    config: Config, router: Router, runtime: Callable[[], Runtime]
+) -> ResponseCache | None:
+    if config.cache is None:
+        return None
+    redis_url = config.redis_url.get_secret_value() if config.redis_url is not None else None
+    name = config.cache.semantic.embedding_model
+    embed = _embedder(router.groups[name], runtime) if name in router.groups else None
+    return ResponseCache.build(config.cache, redis_url, embed, EMBEDDING_DIMS)
+
+
+def _embedder(group: ModelGroupRuntime, runtime: Callable[[], Runtime]) -> Embed:
+    """Vectors of texts from a model group: straight from an in-process embedding model,
+    through routing (retries, fallbacks) for any other deployment."""
+    provider = group.deployments[0].provider
+    if isinstance(provider, LocalEmbeddingProvider) and len(group.deployments) == 1:
+        return provider.vectors
+
+    async def embed(texts: list[str]) -> NDArray[np.float32]:
+        req = EmbeddingRequest(model=group.name, input=texts, encoding_format="float")
+        ctx = RequestContext(
+            request_id=f"cache-{uuid.uuid4().hex}", operation="embedding", request=req
+        )
+        body = await runtime()._dispatch(ctx)
+        assert isinstance(body, EmbeddingResponse)
+        vectors = np.array([d.embedding for d in body.data], dtype=np.float32)
+        norms = np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        unit: NDArray[np.float32] = (vectors / norms).astype(np.float32)
+        return unit
+
+    return embed
+
+
 def _deployment(
     group: str, dep_id: str, dep: Deployment, breaker: CircuitBreaker
 ) -> DeploymentRuntime:
@@ -366,7 +424,7 @@ def _deployment(
     # A local engine bounds itself (slots and queue); HTTP deployments by their limits.
     limits = (
         DeploymentLimits()
-        if isinstance(dep, LocalDeployment)
+        if isinstance(dep, LocalDeployment | EmbeddingDeployment)
         else DeploymentLimits(max_parallel=dep.max_parallel, rpm=dep.rpm, tpm=dep.tpm)
     )
     return DeploymentRuntime(

@@ -54,7 +54,8 @@ class Services:
             flush_seconds=config.accounting.ledger_flush_seconds,
         )
         policies = config.guardrails.policies if config.guardrails is not None else {}
-        admin = Admin(engine, keys, policies)
+        cache_policies = config.cache.policies if config.cache is not None else {}
+        admin = Admin(engine, keys, policies, cache_policies)
         return cls(engine, counters, keys, ledger, writer, admin, master_key)
 
     async def start(self) -> None:

@@ -30,25 +30,31 @@ DEFAULT_TEAM = "default"
 
 class Admin:
     def __init__(
-        self, engine: AsyncEngine, cache: KeyCache, policies: Collection[str] = ()
+        self,
+        engine: AsyncEngine,
+        cache: KeyCache,
+        policies: Collection[str] = (),
+        cache_policies: Collection[str] = (),
     ) -> None:
         self._engine = engine
-        self._policies = set(policies)
+        self._policies = {"guardrail": set(policies), "cache": set(cache_policies)}
         self.records = AccessRecords(engine)
         self.audit = AuditLog(engine)
         self._cache = cache
 
     # -- teams
-    def _check_policy(self, name: str | None) -> None:
-        if name is not None and name not in self._policies:
-            known = ", ".join(sorted(self._policies)) or "none configured"
-            raise BadRequest(
-                f"no guardrail policy named '{name}' (configured: {known})",
-                param="guardrail_policy",
-            )
+    def _check_policies(self, body: TeamCreate | KeyCreate) -> None:
+        for kind, name in (("guardrail", body.guardrail_policy), ("cache", body.cache_policy)):
+            policies = self._policies[kind]
+            if name is not None and name not in policies:
+                known = ", ".join(sorted(policies)) or "none configured"
+                raise BadRequest(
+                    f"no {kind} policy named '{name}' (configured: {known})",
+                    param=f"{kind}_policy",
+                )
 
     async def create_team(self, actor: str, body: TeamCreate) -> dict[str, Any]:
-        self._check_policy(body.guardrail_policy)
+        self._check_policies(body)
         values = record_fields(body, set(TeamCreate.model_fields))
         team = TeamRecord(id=new_id("team"), **values)
         try:
@@ -67,7 +73,7 @@ class Admin:
         return team_view(await self._team(ref))
 
     async def update_team(self, actor: str, ref: str, body: TeamUpdate) -> dict[str, Any]:
-        self._check_policy(body.guardrail_policy)
+        self._check_policies(body)
         changes = record_fields(body, body.model_fields_set)
         changes = {k: v for k, v in changes.items() if not (k in ("name", "tags") and v is None)}
         try:
@@ -101,7 +107,7 @@ class Admin:
 
     # -- keys
     async def create_key(self, actor: str, body: KeyCreate) -> dict[str, Any]:
-        self._check_policy(body.guardrail_policy)
+        self._check_policies(body)
         secret = new_key()
         values = record_fields(body, set(KeyCreate.model_fields) - {"team"})
         async with self._engine.begin() as conn:
@@ -127,7 +133,7 @@ class Admin:
         return key_view(await self._key(key_id))
 
     async def update_key(self, actor: str, key_id: str, body: KeyUpdate) -> dict[str, Any]:
-        self._check_policy(body.guardrail_policy)
+        self._check_policies(body)
         changes = record_fields(body, body.model_fields_set - {"team"})
         changes = {k: v for k, v in changes.items() if not (k in ("role", "tags") and v is None)}
         async with self._engine.begin() as conn:

@@ -55,6 +55,7 @@ class TeamCreate(_Body):
     priority: int | None = Field(None, ge=-100, le=100)
     queue_weight: float | None = Field(None, gt=0, le=1000)
     guardrail_policy: str | None = Field(None, min_length=1, max_length=100)
+    cache_policy: str | None = Field(None, min_length=1, max_length=100)
 
     _check_models = field_validator("models")(_models_ok)
     _check_tags = field_validator("tags")(_tags_ok)
@@ -81,6 +82,7 @@ class KeyCreate(_Body):
     tags: dict[str, str] = Field(default_factory=dict)
     priority: int | None = Field(None, ge=-100, le=100)
     guardrail_policy: str | None = Field(None, min_length=1, max_length=100)
+    cache_policy: str | None = Field(None, min_length=1, max_length=100)
     expires_at: datetime | None = None
 
     _check_models = field_validator("models")(_models_ok)
@@ -130,6 +132,7 @@ def team_view(team: TeamRecord) -> dict[str, Any]:
         "priority": team.priority,
         "queue_weight": team.queue_weight,
         "guardrail_policy": team.guardrail_policy,
+        "cache_policy": team.cache_policy,
         "created_at": _iso(team.created_at),
         "updated_at": _iso(team.updated_at),
     }
@@ -150,6 +153,7 @@ def key_view(key: KeyRecord) -> dict[str, Any]:
         "tags": key.tags,
         "priority": key.priority,
         "guardrail_policy": key.guardrail_policy,
+        "cache_policy": key.cache_policy,
         "expires_at": _iso(key.expires_at),
         "revoked_at": _iso(key.revoked_at),
         "created_at": _iso(key.created_at),

@@ -114,4 +114,5 @@ def _principal(key: KeyRecord, team: TeamRecord) -> Principal:
         priority=key.priority if key.priority is not None else team.priority,
         queue_weight=team.queue_weight or 1.0,
         guardrail_policy=key.guardrail_policy or team.guardrail_policy,
+        cache_policy=key.cache_policy or team.cache_policy,
     )

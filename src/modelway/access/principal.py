@@ -62,6 +62,7 @@ class Principal:
     priority: int | None = None  # in the routing queue; None: the request header decides
     queue_weight: float = 1.0  # the team's share of a queue when requests wait
     guardrail_policy: str | None = None  # the key's, else its team's
+    cache_policy: str | None = None  # the key's, else its team's
 
     def may_use(self, model: str) -> bool:
         if self.models is None:

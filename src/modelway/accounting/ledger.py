@@ -44,6 +44,8 @@ class LedgerRow:
     status: int
     stream: bool
     tags: Mapping[str, str]
+    cache: str | None = None
+    saved_nano_usd: int = 0  # what a cache hit saved: the answer's price when it was made
 
     def __post_init__(self) -> None:
         if self.time.tzinfo is None:
@@ -62,12 +64,18 @@ class LedgerRow:
         try:
             d: dict[str, Any] = orjson.loads(data)
             d["time"] = datetime.fromisoformat(d["time"])
-            return cls(**{name: d[name] for name in _FIELDS})
+            return cls(**{name: d[name] for name in _FIELDS if name in d or name in _REQUIRED})
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a ledger row: {exc!r}") from exc
 
 
 _FIELDS = tuple(field.name for field in dataclasses.fields(LedgerRow))
+# Rows spooled by an older release lack the fields added since; those have defaults.
+_REQUIRED = frozenset(
+    f.name
+    for f in dataclasses.fields(LedgerRow)
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+)
 
 
 class LedgerSink(Protocol):

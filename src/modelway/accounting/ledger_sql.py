@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from modelway.accounting.ledger import LedgerRow
 from modelway.store.tables import ledger
 
+HITS = ("hit", "semantic-hit")
+
 GroupBy = Literal["key", "team", "model", "tag", "day", "deployment"]
 
 
@@ -48,6 +50,8 @@ class SqlLedger:
                 func.coalesce(func.sum(ledger.c.completion_tokens), 0).label("completion_tokens"),
                 func.coalesce(func.sum(ledger.c.cached_tokens), 0).label("cached_tokens"),
                 func.coalesce(func.sum(ledger.c.cost_nano_usd), 0).label("cost_nano_usd"),
+                func.coalesce(func.sum(ledger.c.saved_nano_usd), 0).label("saved_nano_usd"),
+                func.count(ledger.c.cache).filter(ledger.c.cache.in_(HITS)).label("cache_hits"),
             )
             .where(*self._period(since, until))
             .group_by(column)
@@ -63,6 +67,8 @@ class SqlLedger:
                     "completion_tokens": int(r.completion_tokens),
                     "cached_tokens": int(r.cached_tokens),
                     "cost_nano_usd": int(r.cost_nano_usd),
+                    "saved_nano_usd": int(r.saved_nano_usd),
+                    "cache_hits": int(r.cache_hits),
                 }
                 for r in result
             ]
@@ -131,4 +137,6 @@ def _values(row: LedgerRow) -> dict[str, Any]:
         "status": row.status,
         "stream": row.stream,
         "tags": dict(row.tags),
+        "cache": row.cache,
+        "saved_nano_usd": row.saved_nano_usd,
     }

@@ -81,6 +81,8 @@ def ledger_row(
         status=status,
         stream=ctx.stream,
         tags=principal.tags if principal is not None else {},
+        cache=ctx.cache,
+        saved_nano_usd=ctx.saved_nano_usd,
     )
 
 

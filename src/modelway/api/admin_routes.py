@@ -155,6 +155,7 @@ async def spend(request: Request, runtime: Runtime, who: Principal) -> Any:
     rows = await runtime.services.ledger.spend(group_by, since=since, until=until, tag=tag)  # type: ignore[arg-type]
     for row in rows:
         row["cost_usd"] = format_usd(row["cost_nano_usd"])
+        row["saved_usd"] = format_usd(row["saved_nano_usd"])
     wants_csv = params.get("format") == "csv" or "text/csv" in request.headers.get("accept", "")
     if wants_csv:
         return _csv(group_by, rows, request_id(request))
@@ -166,6 +167,7 @@ async def spend(request: Request, runtime: Runtime, who: Principal) -> Any:
         "until": until.isoformat() if until else None,
         "data": rows,
         "total_cost_usd": format_usd(total),
+        "total_saved_usd": format_usd(sum(r["saved_nano_usd"] for r in rows)),
         "total_requests": sum(r["requests"] for r in rows),
     }
 
@@ -186,7 +188,15 @@ def _when(value: str | None, param: str) -> datetime | None:
 
 def _csv(group_by: str, rows: list[dict[str, Any]], rid: str) -> Response:
     out = io.StringIO()
-    columns = ["requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd"]
+    columns = [
+        "requests",
+        "prompt_tokens",
+        "completion_tokens",
+        "cached_tokens",
+        "cost_usd",
+        "cache_hits",
+        "saved_usd",
+    ]
     writer = csv.writer(out)
     writer.writerow([group_by, *columns])
     for row in rows:

@@ -106,8 +106,13 @@ class Metrics:
         )
         self.cache_lookups = c(
             "modelway_cache_lookups_total",
-            "Response cache lookups, by result (hit, semantic_hit, miss).",
+            "Response cache lookups, by result (hit, semantic_hit, miss, bypass).",
             ["model", "result"],
+        )
+        self.cache_saved = c(
+            "modelway_cache_saved_usd_total",
+            "What answers served from the response cache would have cost, in USD.",
+            ["model", "team"],
         )
         self.guardrail_actions = c(
             "modelway_guardrail_actions_total",

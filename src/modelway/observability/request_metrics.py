@@ -53,6 +53,10 @@ class RequestMetrics:
                 self._child(m.tokens, model, team, "cached_input").inc(cached)
         if ctx.cost_nano_usd:
             self._child(m.cost, model, team).inc(ctx.cost_nano_usd / 1e9)
+        if ctx.cache is not None:
+            self._child(m.cache_lookups, model, ctx.cache.replace("-", "_")).inc()
+            if ctx.saved_nano_usd:
+                self._child(m.cache_saved, model, team).inc(ctx.saved_nano_usd / 1e9)
 
     def attempt(self, model: str, deployment: str, provider: str, outcome: str) -> None:
         self._child(self._m.attempts, model, deployment, provider, outcome).inc()

@@ -241,6 +241,11 @@ class Admission:
             meter = self._meters[ctx.model]
             prompt = prompt_tokens(ctx.request, meter.counter)  # the provider sent no usage
         used = spent(ctx, prompt, out, price)
+        if ctx.cache_source is not None and (made_by := self._prices.get(ctx.cache_source)):
+            # A cached answer: no call was made; what it would have cost is saved.
+            ctx.saved_nano_usd = cost_nano_usd(
+                made_by, used.prompt_tokens, used.completion_tokens, used.cached_tokens
+            )
         ctx.cost_nano_usd = used.cost_nano_usd
         ctx.cached_tokens = used.cached_tokens
         self._record(ctx, used, status)

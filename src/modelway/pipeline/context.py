@@ -56,6 +56,11 @@ class RequestContext:
     attempts: int = 0  # upstream attempts made, retries included
     fallbacks: list[str] = field(default_factory=list)  # groups given up, in order
     guardrail_actions: list[str] = field(default_factory=list)  # "pii.email:anonymize", ...
+    # The response cache's verdict (hit, semantic-hit, miss, bypass; None: not cacheable),
+    # the deployment a cached answer came from, and what not calling it saved.
+    cache: str | None = None
+    cache_source: str | None = None
+    saved_nano_usd: int = 0
     # The request's placeholder mapping, shared by the input and output guards.
     placeholders: Any = None
     # With logging.log_content: the redacted prompt and completion for the log line.

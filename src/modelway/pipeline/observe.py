@@ -95,6 +95,10 @@ class Observe:
             fields["cost_usd"] = ctx.cost_nano_usd / 1e9
         if ctx.cached_tokens:
             fields["cached_tokens"] = ctx.cached_tokens
+        if ctx.cache is not None:
+            fields["cache"] = ctx.cache
+            if ctx.saved_nano_usd:
+                fields["saved_usd"] = ctx.saved_nano_usd / 1e9
         if ctx.attempts > 1:
             fields["attempts"] = ctx.attempts
         if ctx.fallbacks:

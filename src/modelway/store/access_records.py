@@ -27,6 +27,7 @@ class TeamRecord:
     priority: int | None = None  # default queue priority of its keys
     queue_weight: float | None = None  # its share when requests wait (1.0 if unset)
     guardrail_policy: str | None = None  # default of its keys
+    cache_policy: str | None = None  # default of its keys
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     deleted_at: datetime | None = None
@@ -47,6 +48,7 @@ class KeyRecord:
     tags: dict[str, str] = field(default_factory=dict)
     priority: int | None = None
     guardrail_policy: str | None = None
+    cache_policy: str | None = None
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))

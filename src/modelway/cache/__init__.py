@@ -1,0 +1,1 @@
+"""The response cache: exact and semantic lookups, memory and Redis backends."""

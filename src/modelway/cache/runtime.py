@@ -1,0 +1,73 @@
+"""The response cache a runtime owns: its policies, its answer store and, when a
+policy asks for it, its semantic index; built from the config without I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from modelway.cache.semantic import Embed, RedisFeed, SemanticCache
+from modelway.cache.stores import AnswerStore, MemoryStore, RedisStore
+from modelway.cache.vector_index import VectorIndex
+from modelway.config_cache import CacheConfig, CachePolicy
+from modelway.pipeline.context import RequestContext
+
+OFF = CachePolicy(mode="off")
+EMBEDDING_DIMS = 384  # all-MiniLM-L6-v2; an index takes the first vector's size otherwise
+
+
+@dataclass
+class ResponseCache:
+    config: CacheConfig
+    answers: AnswerStore
+    semantic: SemanticCache | None
+    shared: bool  # entries live in Redis, for every replica
+    _clients: tuple[Redis, ...] = ()
+
+    @classmethod
+    def build(
+        cls, config: CacheConfig, redis_url: str | None, embed: Embed | None, dims: int
+    ) -> ResponseCache:
+        use_redis = config.backend == "redis" or (config.backend == "auto" and redis_url)
+        prefix = f"{config.namespace}:cache:"
+        wants_semantic = embed is not None and any(p.semantic for p in config.policies.values())
+        if use_redis and redis_url is not None:
+            # Lookups give up fast (a miss); following the feed blocks for a second.
+            client = Redis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+            follower = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=1)
+            semantic = None
+            if wants_semantic and embed is not None:
+                feed = RedisFeed(follower, prefix + "semantic", config.semantic.max_entries)
+                index = VectorIndex(dims, config.semantic.max_entries)
+                semantic = SemanticCache(index, embed, config.semantic.max_chars, feed)
+            store = RedisStore(client, prefix + "answer:")
+            return cls(config, store, semantic, True, (client, follower))
+        semantic = (
+            SemanticCache(
+                VectorIndex(dims, config.semantic.max_entries), embed, config.semantic.max_chars
+            )
+            if wants_semantic and embed is not None
+            else None
+        )
+        return cls(config, MemoryStore(config.max_bytes), semantic, False)
+
+    def policy_for(self, ctx: RequestContext) -> CachePolicy:
+        """The key's (or its team's) policy, else the model group's, else the default."""
+        c = self.config
+        principal = ctx.principal
+        name = (principal.cache_policy if principal is not None else None) or c.models.get(
+            ctx.model, c.default
+        )
+        return c.policies.get(name, OFF) if name is not None else OFF
+
+    async def start(self) -> None:
+        if self.semantic is not None:
+            await self.semantic.start()
+
+    async def close(self) -> None:
+        if self.semantic is not None:
+            await self.semantic.close()
+        await self.answers.close()
+        for client in self._clients:
+            await client.aclose()
