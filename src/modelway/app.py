@@ -183,7 +183,7 @@ def _counter(group: ModelGroupRuntime) -> TokenCounter:
     """The group's own tokenizer when it is served by the embedded engine; an offline BPE
     for OpenAI-compatible upstreams; an estimate otherwise."""
     provider = group.deployments[0].provider
-    if isinstance(provider, LocalProvider):
+    if isinstance(provider, LocalProvider | LocalEmbeddingProvider):
         estimate = EstimateCounter()
         return CallableCounter(lambda text: provider.count_tokens(text) or estimate.count(text))
     if isinstance(provider, OpenAIProvider):

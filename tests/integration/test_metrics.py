@@ -34,8 +34,11 @@ def metrics_config(mock: Mock, state: Path) -> dict[str, Any]:
         "state_dir": str(state),
         "auth": {"master_key": MASTER},
         "accounting": {"prices": {"openai/upstream-gpt": {"input": 1000, "output": 2000}}},
+        # Only m-cached has a cache policy.
+        "cache": {"default": None, "policies": {"exact": {}}, "models": {"m-cached": "exact"}},
         "models": [
             {"name": "m-ok", "deployments": [_deployment(mock, "ok")]},
+            {"name": "m-cached", "deployments": [_deployment(mock, "cached")]},
             {
                 "name": "m-bad-request",
                 "routing": {"retries": 0},
@@ -124,6 +127,8 @@ def test_metrics_count_exactly_what_the_traffic_did(gateway: Process) -> None:
     moved = chat(gateway.url, key, "m-fallback")
     assert moved.status_code == 200 and moved.headers["x-modelway-fallbacks"] == "m-fallback"
     assert [chat(gateway.url, limited, "m-ok").status_code for _ in range(2)] == [200, 429]
+    cached = [chat(gateway.url, key, "m-cached", temperature=0) for _ in range(2)]
+    assert [r.headers["x-modelway-cache"] for r in cached] == ["miss", "hit"]
 
     s = scrape(gateway.url)
     ok = {"model": "m-ok", "team": "default"}
@@ -139,6 +144,13 @@ def test_metrics_count_exactly_what_the_traffic_did(gateway: Process) -> None:
     assert value(s, "modelway_upstream_attempts_total", deployment="flaky") == 1
     assert value(s, "modelway_upstream_attempts_total", deployment="steady", outcome="success") == 1
     assert value(s, "modelway_fallbacks_total", model="m-fallback", fallback="m-ok") == 1
+    # The second m-cached request came from the cache: one upstream call, a hit, a saving.
+    assert value(s, "modelway_cache_lookups_total", model="m-cached", result="miss") == 1
+    assert value(s, "modelway_cache_lookups_total", model="m-cached", result="hit") == 1
+    assert value(s, "modelway_cache_lookups_total", model="m-ok") == 0  # no policy: no lookup
+    assert value(s, "modelway_upstream_attempts_total", deployment="cached") == 1
+    paid = value(s, "modelway_cost_usd_total", model="m-cached")
+    assert value(s, "modelway_cache_saved_usd_total", model="m-cached") == pytest.approx(paid)
     # Histograms saw every answered request; streams alone have a time to first token.
     assert value(s, "modelway_request_duration_seconds_count", model="m-ok") == 7
     assert value(s, "modelway_time_to_first_token_seconds_count", model="m-ok") == 2
@@ -180,6 +192,11 @@ def test_request_log_lines_carry_the_story(gateway: Process) -> None:
     refused = chat(gateway.url, key["key"], "m-bad-request")
     error_line = gateway.request_log(refused.headers["x-request-id"])
     assert error_line["upstream_status"] == 400 and error_line["error"]
+    for expected in ("miss", "hit"):
+        answered = chat(gateway.url, key["key"], "m-cached", "log me", temperature=0)
+        cache_line = gateway.request_log(answered.headers["x-request-id"])
+        assert cache_line["cache"] == expected
+    assert cache_line["saved_usd"] > 0 and "cost_usd" in cache_line
     for raw in gateway.log_path.read_bytes().splitlines():
         if raw.startswith(b"{"):
             orjson.loads(raw)  # every JSON line parses
