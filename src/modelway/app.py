@@ -51,7 +51,7 @@ from modelway.pipeline.content_log import ContentLog
 from modelway.pipeline.context import RequestContext, Result
 from modelway.pipeline.data_class import DataClassification
 from modelway.pipeline.input_guard import InputGuard
-from modelway.pipeline.observe import Observe
+from modelway.pipeline.observe import InFlight, Observe
 from modelway.pipeline.output_guard import OutputGuard
 from modelway.pipeline.stage import Next, Stage, build_chain
 from modelway.pipeline.trace import Trace
@@ -96,6 +96,8 @@ def build_stages(
     guard: Guardrails | None,
     cache: ResponseCache | None = None,
     clock: Callable[[], float] = time.time,
+    inflight: InFlight | None = None,
+    version: str | None = None,
 ) -> list[Stage]:
     """The request path, outermost first. A disabled feature is simply not listed."""
     listeners = (_alert_recorder(alerts, router),) if alerts is not None else ()
@@ -104,6 +106,8 @@ def build_stages(
         metrics,
         sample_success=config.logging.sample_success,
         listeners=listeners,
+        inflight=inflight,
+        config_version=version,
     )
     stages: list[Stage] = [observe]
     if config.logging.log_content:
@@ -216,6 +220,8 @@ class Runtime:
     guardrails: Guardrails | None
     cache: ResponseCache | None
     stages: Sequence[Stage]
+    inflight: InFlight = field(default_factory=InFlight)
+    version: str = "default"  # the config's content hash (config_versions.py)
     created: int = field(default_factory=lambda: int(time.time()))
     _dispatch: Dispatch = field(init=False)
     _chain: Next = field(init=False)
@@ -336,10 +342,21 @@ class Runtime:
         return ok
 
 
-def build_runtime(config: Config, clock: Callable[[], float] = time.time) -> Runtime:
-    """``clock`` (epoch seconds) times limits and budget periods; tests move it."""
-    metrics = Metrics()
+def build_runtime(
+    config: Config,
+    clock: Callable[[], float] = time.time,
+    *,
+    previous: Runtime | None = None,
+    version: str = "default",
+) -> Runtime:
+    """``clock`` (epoch seconds) times limits and budget periods; tests move it. A runtime
+    built to replace ``previous`` (a reload) keeps its metrics (counters do not reset)
+    and, when neither uses Redis, its in-memory limit and budget counters."""
+    metrics = previous.metrics if previous is not None else Metrics()
     metrics.info.labels(__version__).set(1)
+    if previous is not None:
+        metrics.config_info.labels(previous.version).set(0)
+    metrics.config_info.labels(version).set(1)
     recorder = RequestMetrics(metrics)
 
     def breaker_changed(name: str, old: BreakerState, new: BreakerState) -> None:
@@ -356,11 +373,17 @@ def build_runtime(config: Config, clock: Callable[[], float] = time.time) -> Run
         groups[group.name].append(_deployment(group.name, dep_id, dep, breaker))
     routing = {g.name: g.routing for g in config.models}
     router = Router([ModelGroupRuntime(name, deps, routing[name]) for name, deps in groups.items()])
-    services = Services.build(config)
+    carried = (
+        previous.services.counters
+        if previous is not None and previous.config.redis_url is None and config.redis_url is None
+        else None
+    )
+    services = Services.build(config, counters=carried)
     tracing = Tracing.from_config(config.tracing)
     alerts = AlertEngine(config.alerts) if config.alerts.enabled else None
     guard = Guardrails.build(config, recorder) if config.guardrails is not None else None
     cache = _response_cache(config, router, lambda: runtime)
+    inflight = InFlight()
     runtime = Runtime(
         config=config,
         router=router,
@@ -372,8 +395,20 @@ def build_runtime(config: Config, clock: Callable[[], float] = time.time) -> Run
         guardrails=guard,
         cache=cache,
         stages=build_stages(
-            config, services, router, recorder, tracing, alerts, guard, cache, clock
+            config,
+            services,
+            router,
+            recorder,
+            tracing,
+            alerts,
+            guard,
+            cache,
+            clock,
+            inflight,
+            version,
         ),
+        inflight=inflight,
+        version=version,
     )
     if alerts is not None:
         alerts.watch(

@@ -1,4 +1,4 @@
-"""The admin commands (keys, teams, spend, audit), which call a running gateway's admin
+"""The admin commands (keys, teams, spend, audit, config), which call a running gateway's admin
 API, and `db upgrade`, which migrates the configured database directly."""
 
 from __future__ import annotations
@@ -84,6 +84,20 @@ def add_commands(sub: Any) -> None:
     )
     verify = _admin_parser(kinds, "verify", "check the audit log's hash chain")
     verify.set_defaults(run=_verify)
+
+    config = sub.add_parser("config", help="the served config: versions, reload, rollback")
+    kinds = config.add_subparsers(metavar="ACTION", required=True)
+    _admin_parser(kinds, "show", "the version served and the kept ones").set_defaults(
+        run=lambda a: _call(a, "GET", "/admin/config")
+    )
+    _admin_parser(kinds, "reload", "load the config file again (as SIGHUP does)").set_defaults(
+        run=lambda a: _call(a, "POST", "/admin/config/reload")
+    )
+    rollback = _admin_parser(kinds, "rollback", "serve a kept version again")
+    rollback.add_argument("version", help="a version from `modelway config show`")
+    rollback.set_defaults(
+        run=lambda a: _call(a, "POST", "/admin/config/rollback", {"version": a.version})
+    )
 
     db = sub.add_parser("db", help="database maintenance")
     kinds = db.add_subparsers(metavar="ACTION", required=True)

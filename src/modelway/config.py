@@ -208,6 +208,11 @@ class ServerConfig(Strict):
     port: int = Field(4000, ge=0, le=65535)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     health_cache_seconds: float = Field(5.0, ge=0)
+    # On SIGTERM: how long in-flight requests and streams may take to finish; also how
+    # long a runtime replaced by a reload may keep serving its in-flight requests.
+    shutdown_grace_seconds: float = Field(30.0, ge=0)
+    # Reload when the config file's content changes (polled this often); 0 turns it off.
+    watch_config_seconds: float = Field(1.0, ge=0)
 
 
 class LoggingConfig(Strict):

@@ -32,17 +32,20 @@ class Services:
     writer: LedgerWriter
     admin: Admin
     master_key: str | None
+    owns_counters: bool = True  # False: carried over from the runtime this one replaced
 
     @classmethod
-    def build(cls, config: Config) -> Services:
+    def build(cls, config: Config, counters: Counters | None = None) -> Services:
         state = config.state_path()
         url = config.database_url.get_secret_value() if config.database_url else None
         engine = create_engine(async_url(url, state))
-        counters: Counters = (
-            RedisCounters(config.redis_url.get_secret_value())
-            if config.redis_url is not None
-            else MemoryCounters()
-        )
+        owns_counters = counters is None
+        if counters is None:
+            counters = (
+                RedisCounters(config.redis_url.get_secret_value())
+                if config.redis_url is not None
+                else MemoryCounters()
+            )
         master = config.auth.master_key
         master_key = master.get_secret_value() if master is not None else None
         keys = KeyCache(AccessRecords(engine), config.auth.refresh_seconds, master_key)
@@ -56,7 +59,7 @@ class Services:
         policies = config.guardrails.policies if config.guardrails is not None else {}
         cache_policies = config.cache.policies if config.cache is not None else {}
         admin = Admin(engine, keys, policies, cache_policies)
-        return cls(engine, counters, keys, ledger, writer, admin, master_key)
+        return cls(engine, counters, keys, ledger, writer, admin, master_key, owns_counters)
 
     async def start(self) -> None:
         try:
@@ -71,7 +74,8 @@ class Services:
     async def close(self) -> None:
         await self.keys.close()
         await self.writer.close()
-        await self.counters.close()
+        if self.owns_counters:
+            await self.counters.close()
         await self.engine.dispose()
 
     async def spend_since(self, rule: BudgetRule, since: datetime | None) -> int:

@@ -191,6 +191,19 @@ class Admin:
             raise Conflict(f"key '{key_id}' is revoked")
         return key
 
+    async def record(
+        self,
+        actor: str,
+        action: str,
+        target: str,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+    ) -> None:
+        """An admin action that changes no record of its own (a config reload) in the
+        audit log."""
+        async with self._engine.begin() as conn:
+            await self._audit(conn, actor, action, target, before, after)
+
     async def _audit(
         self,
         conn: AsyncConnection,

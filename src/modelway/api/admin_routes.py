@@ -88,6 +88,13 @@ async def _body(request: Request, runtime: Runtime) -> Any:
     return await read_json(request, _BODY_LIMIT)
 
 
+async def read_admin_body(request: Request) -> Any:
+    return await read_json(request, _BODY_LIMIT)
+
+
+admin_endpoint = _admin
+
+
 # -- keys
 async def create_key(request: Request, runtime: Runtime, who: Principal) -> Any:
     body = parse_as(KeyCreate, await _body(request, runtime))

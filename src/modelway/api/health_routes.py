@@ -22,6 +22,14 @@ async def live(request: Request) -> Response:
 
 async def ready(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
+    if getattr(request.app.state, "draining", False):
+        body: dict[str, object] = {"status": "draining"}
+        return Response(
+            orjson.dumps(body),
+            status_code=503,
+            media_type="application/json",
+            headers={"x-request-id": request_id(request)},
+        )
     models = await runtime.readiness()
     ok = all(models.values())
     body = {"status": "ready" if ok else "not_ready", "models": models}

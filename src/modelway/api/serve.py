@@ -3,36 +3,58 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import math
 import os
 import signal
+from pathlib import Path
+from types import FrameType
 
 import uvicorn
 from prometheus_client.multiprocess import mark_process_dead
+from starlette.applications import Starlette
 
+from modelway.api.reloader import Reloader, ReloadRefused
 from modelway.api.server import build_app
 from modelway.app import build_runtime
 from modelway.config import Config
+from modelway.config_versions import ConfigVersions, config_hash
 from modelway.observability.logging import configure_logging, get_logger
 from modelway.observability.metrics import multiprocess_dir
 from modelway.protocol.errors import GatewayError
 
 
-def run(config: Config, host: str, port: int) -> int:
+def run(config: Config, host: str, port: int, config_path: str | None = None) -> int:
     """Serve until SIGINT/SIGTERM, on uvloop when it is installed; the exit status."""
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(serve(config, host, port))
-    result: int = uvloop.run(serve(config, host, port))
+        return asyncio.run(serve(config, host, port, config_path))
+    result: int = uvloop.run(serve(config, host, port, config_path))
     return result
 
 
-async def serve(config: Config, host: str, port: int) -> int:
+class _Server(uvicorn.Server):
+    """uvicorn's server, told to drain first: on SIGINT/SIGTERM readiness turns false at
+    once, then uvicorn stops accepting and waits for in-flight requests and streams."""
+
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config)
+        self._app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._app.state.draining = True
+        super().handle_exit(sig, frame)
+
+
+async def serve(config: Config, host: str, port: int, config_path: str | None = None) -> int:
     log_output = configure_logging(config.logging.level)
     flusher = asyncio.create_task(log_output.flush_periodically())
     log = get_logger("modelway.server")
-    runtime = build_runtime(config)
+    path = Path(config_path) if config_path else None
+    text = path.read_text(encoding="utf-8") if path is not None else None
+    runtime = build_runtime(config, version=config_hash(text) if text else "default")
     try:
         await runtime.start()
     except GatewayError as exc:
@@ -41,12 +63,16 @@ async def serve(config: Config, host: str, port: int) -> int:
         log_output.flush_now()
         return 1
     app = build_app(runtime, manage_runtime=False)
+    grace = config.server.shutdown_grace_seconds
+    versions = ConfigVersions(config.state_path() / "config-versions")
+    reloader = Reloader(app, path, text, versions, grace)
+    app.state.reloader = reloader
     # Everything loaded so far lives for the whole process: keep it out of the cyclic
     # collector's scans, whose full passes otherwise show up as latency spikes.
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
             app,
             host=host,
@@ -57,11 +83,12 @@ async def serve(config: Config, host: str, port: int) -> int:
             access_log=False,
             server_header=False,
             proxy_headers=False,
-            timeout_graceful_shutdown=30,
+            timeout_graceful_shutdown=max(1, math.ceil(grace)),
             # Longer than the idle timeout of common load balancers (60 s), so a pooled
             # client connection is not closed under a request being sent on it.
             timeout_keep_alive=75,
-        )
+        ),
+        app,
     )
     log.info(
         "starting",
@@ -70,12 +97,16 @@ async def serve(config: Config, host: str, port: int) -> int:
         config=config.summary(),
     )
     stops = _record_stop_signals()
+    _reload_on_sighup(reloader)
+    if config.server.watch_config_seconds > 0:
+        reloader.watch(config.server.watch_config_seconds)
     try:
         await server.serve()
     finally:
         # uvicorn re-raises the signal that stopped it once it is done; the handlers above
         # take it, so closing (in-flight records written, spools flushed) is not cut short.
-        await runtime.close()
+        await reloader.close()
+        await reloader.runtime.close()
         if multiprocess_dir() is not None:
             mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
         if stops:
@@ -83,6 +114,22 @@ async def serve(config: Config, host: str, port: int) -> int:
         flusher.cancel()
         log_output.flush_now()
     return 0 if server.started else 1
+
+
+def _reload_on_sighup(reloader: Reloader) -> None:
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def reload() -> None:
+        with contextlib.suppress(ReloadRefused):  # logged; the running config keeps serving
+            await reloader.reload("sighup")
+
+    def start() -> None:
+        task = loop.create_task(reload())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, start)
 
 
 def _record_stop_signals() -> list[int]:

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from modelway.api import (
     admin_routes,
+    config_routes,
     guardrail_routes,
     health_routes,
     metrics_routes,
@@ -43,6 +44,7 @@ def build_app(runtime: Runtime, *, manage_runtime: bool = True) -> Starlette:
             *openai_routes.routes,
             *health_routes.routes,
             *admin_routes.routes,
+            *config_routes.routes,
             *metrics_routes.routes,
         ],
         exception_handlers={HTTPException: _http_error},

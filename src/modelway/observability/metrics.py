@@ -109,6 +109,12 @@ class Metrics:
             "Response cache lookups, by result (hit, semantic_hit, miss, bypass).",
             ["model", "result"],
         )
+        self.config_info = g(
+            "modelway_config_info",
+            "1 for the config version (content hash) being served, 0 for earlier ones.",
+            ["version"],
+            **latest,
+        )
         self.cache_saved = c(
             "modelway_cache_saved_usd_total",
             "What answers served from the response cache would have cost, in USD.",

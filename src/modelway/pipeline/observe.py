@@ -19,6 +19,29 @@ CLIENT_CLOSED = 499  # nginx's convention for "the client went away first"
 Listener = Callable[[RequestContext, float], None]
 
 
+class InFlight:
+    """Requests a runtime has started and not finished (streams until their last chunk):
+    a runtime swapped out by a reload is closed once this reaches zero."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle: asyncio.Event | None = None
+
+    def enter(self) -> None:
+        self.count += 1
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.count == 0 and self._idle is not None:
+            self._idle.set()
+
+    async def idle(self) -> None:
+        """Return once no request is in flight."""
+        if self.count > 0:
+            self._idle = asyncio.Event()
+            await self._idle.wait()
+
+
 class Observe:
     def __init__(
         self,
@@ -27,14 +50,19 @@ class Observe:
         *,
         sample_success: float = 1.0,
         listeners: tuple[Listener, ...] = (),
+        inflight: InFlight | None = None,
+        config_version: str | None = None,
     ) -> None:
         self._log = logger
         self._metrics = metrics
         self._sample = sample_success
         # Also told of every finished request (the alert engine).
         self._listeners = listeners
+        self._inflight = inflight if inflight is not None else InFlight()
+        self._version = config_version
 
     async def __call__(self, ctx: RequestContext, call_next: Next) -> Result:
+        self._inflight.enter()
         try:
             result = await call_next(ctx)
         except BaseException as exc:
@@ -59,6 +87,7 @@ class Observe:
             self._finish(ctx)
 
     def _finish(self, ctx: RequestContext) -> None:
+        self._inflight.leave()
         t = ctx.timings
         t.end = time.perf_counter()
         latency = t.end - t.start
@@ -88,6 +117,8 @@ class Observe:
             "upstream_ms": round(upstream * 1000, 3) if upstream is not None else None,
             "overhead_ms": round((latency - upstream) * 1000, 3) if upstream is not None else None,
         }
+        if self._version is not None:
+            fields["config_version"] = self._version
         if ctx.principal is not None:
             fields["key_id"] = ctx.principal.key_id
             fields["team_id"] = ctx.principal.team_id
