@@ -72,8 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     quantize.set_defaults(run=_quantize)
 
     from modelway.cli_admin import add_commands
+    from modelway.cli_ops import add_commands as add_ops_commands
 
     add_commands(sub)
+    add_ops_commands(sub)
     return parser
 
 
@@ -128,7 +130,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     from modelway.api.serve import run
 
-    return run(config, host, port)
+    return run(config, host, port, args.config)
 
 
 def _is_loopback(host: str) -> bool:
