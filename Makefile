@@ -31,7 +31,9 @@ run: $(VENV)/.installed
 # promtool checks deploy/prometheus/alerts.yml (tests/unit/test_monitoring_assets.py).
 # Debian's `prometheus` package has it: installed here when missing and apt-get can run
 # (as root, or with passwordless sudo); the Prometheus server that comes with it is
-# stopped and disabled. Where it cannot be installed, those tests skip.
+# stopped and disabled. Where it cannot be installed, those tests skip. kubectl renders
+# deploy/kustomize for tests/unit/test_deploy_manifests.py: Debian's `kubernetes-client`,
+# installed the same way when no kubectl is on the PATH.
 test: $(VENV)/.installed-dev
 	@command -v promtool >/dev/null 2>&1 || { \
 	  sudo=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
@@ -43,6 +45,13 @@ test: $(VENV)/.installed-dev
 	  else \
 	    echo "promtool is missing and could not be installed: its tests will skip"; \
 	  fi; }
+	@command -v kubectl >/dev/null 2>&1 || { \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	  apt="$$sudo env DEBIAN_FRONTEND=noninteractive apt-get -q"; \
+	  { $$apt install -y --no-install-recommends kubernetes-client || \
+	    { $$apt update && $$apt install -y --no-install-recommends kubernetes-client; }; } \
+	    >/dev/null 2>&1 || \
+	    echo "kubectl is missing and could not be installed: the Kustomize tests will skip"; }
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed-dev
