@@ -205,11 +205,12 @@ def test_json_object_output_parses(client: openai.OpenAI) -> None:
     def ask(max_tokens: int) -> Any:
         return client.chat.completions.create(
             model=MODEL,
-            messages=[{"role": "user", "content": "Reply with a JSON object with a name."}],
+            messages=[
+                {"role": "user", "content": 'Return {"name": ...} as JSON for a person called Ann.'}
+            ],
             response_format={"type": "json_object"},
             temperature=0,
             max_tokens=max_tokens,
-            extra_body={"repetition_penalty": 1.3},
         ).choices[0]
 
     whole = ask(300)
