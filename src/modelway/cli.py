@@ -38,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow listening on a non-loopback address without authentication",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="gateway processes on the port (more than 1 needs redis_url when state is shared)",
+    )
     serve.set_defaults(run=_serve)
 
     check = sub.add_parser("check", help="validate a config file")
@@ -128,6 +134,13 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.workers < 1:
+        print("--workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers > 1:
+        from modelway.api.workers import run_workers
+
+        return run_workers(config, host, port, args.config, args.workers)
     from modelway.api.serve import run
 
     return run(config, host, port, args.config)

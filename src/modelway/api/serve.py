@@ -8,6 +8,7 @@ import gc
 import math
 import os
 import signal
+import socket
 from pathlib import Path
 from types import FrameType
 
@@ -25,13 +26,20 @@ from modelway.observability.metrics import multiprocess_dir
 from modelway.protocol.errors import GatewayError
 
 
-def run(config: Config, host: str, port: int, config_path: str | None = None) -> int:
-    """Serve until SIGINT/SIGTERM, on uvloop when it is installed; the exit status."""
+def run(
+    config: Config,
+    host: str,
+    port: int,
+    config_path: str | None = None,
+    sock: socket.socket | None = None,
+) -> int:
+    """Serve until SIGINT/SIGTERM, on uvloop when it is installed; the exit status.
+    ``sock``: a socket bound by a parent process (``--workers``)."""
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(serve(config, host, port, config_path))
-    result: int = uvloop.run(serve(config, host, port, config_path))
+        return asyncio.run(serve(config, host, port, config_path, sock))
+    result: int = uvloop.run(serve(config, host, port, config_path, sock))
     return result
 
 
@@ -48,7 +56,13 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-async def serve(config: Config, host: str, port: int, config_path: str | None = None) -> int:
+async def serve(
+    config: Config,
+    host: str,
+    port: int,
+    config_path: str | None = None,
+    sock: socket.socket | None = None,
+) -> int:
     log_output = configure_logging(config.logging.level)
     flusher = asyncio.create_task(log_output.flush_periodically())
     log = get_logger("modelway.server")
@@ -101,7 +115,7 @@ async def serve(config: Config, host: str, port: int, config_path: str | None = 
     if config.server.watch_config_seconds > 0:
         reloader.watch(config.server.watch_config_seconds)
     try:
-        await server.serve()
+        await server.serve(sockets=[sock] if sock is not None else None)
     finally:
         # uvicorn re-raises the signal that stopped it once it is done; the handlers above
         # take it, so closing (in-flight records written, spools flushed) is not cut short.
