@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from threadpoolctl import threadpool_limits
 
 from modelway.config import EmbeddingDeployment, bundled_embedding_path
 from modelway.embeddings.batcher import EmbeddingBatcher
@@ -47,6 +48,9 @@ class LocalEmbeddingProvider(Provider):
         self._batcher: EmbeddingBatcher | None = None
 
     async def start(self) -> None:
+        # BLAS threads are process-wide; one keeps the other core for the event loop and
+        # was faster for short inputs on 2 cores (docs/benchmarks.md).
+        threadpool_limits(limits=self._deployment.threads, user_api="blas")
         encoder = await asyncio.to_thread(
             SentenceEncoder.load, self._path, self._deployment.max_tokens
         )
