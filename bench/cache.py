@@ -36,7 +36,7 @@ import yaml
 
 from modelway.cache.answers import CachedAnswer
 from modelway.cache.keys import exact_key
-from modelway.cache.runtime import EMBEDDING_DIMS, ResponseCache
+from modelway.cache.runtime import ResponseCache
 from modelway.cache.semantic_guard import same_specifics
 from modelway.cache.vector_index import VectorIndex
 from modelway.config import EmbeddingDeployment
@@ -47,6 +47,7 @@ from modelway.pipeline.stage import build_chain
 from modelway.protocol.openai_chat import ChatRequest, make_response, make_usage
 from modelway.providers.local_embedding import LocalEmbeddingProvider
 
+EMBEDDING_DIMS = 384  # all-MiniLM-L6-v2
 PAIRS = Path(__file__).parent / "data" / "semantic_pairs.jsonl"
 ANSWER = make_response(
     id="chatcmpl-bench",
@@ -90,7 +91,7 @@ async def exact_in_process(redis: str | None, n: int) -> list[tuple[str, float, 
         backends.append(("redis", CacheConfig(backend="redis", namespace=ns), redis))
     bare = build_chain([], answer_at_once)
     for name, config, url in backends:
-        cache = ResponseCache.build(config, url, None, EMBEDDING_DIMS)
+        cache = ResponseCache.build(config, url, None)
         chain = build_chain([CacheStage(cache)], answer_at_once)
         req = request()
         key = exact_key("gpt-4o", "global", req)

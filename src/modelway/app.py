@@ -22,7 +22,7 @@ from modelway.accounting.tokens import (
     TokenCounter,
     openai_counter,
 )
-from modelway.cache.runtime import EMBEDDING_DIMS, ResponseCache
+from modelway.cache.runtime import ResponseCache
 from modelway.cache.semantic import Embed
 from modelway.config import (
     AnthropicDeployment,
@@ -122,7 +122,7 @@ def build_stages(
     budget_listener = alerts.record_budget if alerts is not None else None
     stages.append(_admission(config, services, router, metrics, budget_listener, clock))
     if cache is not None:
-        stages.append(CacheStage(cache))
+        stages.append(CacheStage(cache, guard.policy_name if guard is not None else None))
     if guard is not None:
         stages.append(OutputGuard(guard.policy_for, guard.detectors, guard.count))
     return stages
@@ -261,12 +261,15 @@ class Runtime:
     async def close(self) -> None:
         for probe in self._probes:
             probe.cancel()
+        for stage in self.stages:  # their background work may still need the providers
+            if isinstance(stage, CacheStage):
+                await stage.close()
         await self._dispatch.shadows.close()
         await asyncio.gather(
             *(d.provider.close() for d in self.deployments), return_exceptions=True
         )
         for stage in self.stages:
-            if isinstance(stage, Admission | CacheStage):
+            if isinstance(stage, Admission):
                 await stage.close()
         if self.cache is not None:
             await self.cache.close()
@@ -427,7 +430,7 @@ def _response_cache(
     redis_url = config.redis_url.get_secret_value() if config.redis_url is not None else None
     name = config.cache.semantic.embedding_model
     embed = _embedder(router.groups[name], runtime) if name in router.groups else None
-    return ResponseCache.build(config.cache, redis_url, embed, EMBEDDING_DIMS)
+    return ResponseCache.build(config.cache, redis_url, embed)
 
 
 def _embedder(group: ModelGroupRuntime, runtime: Callable[[], Runtime]) -> Embed:

@@ -137,13 +137,18 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("--workers must be at least 1", file=sys.stderr)
         return 2
+    from modelway.api.reloader import ReloadRules
+
+    rules = ReloadRules(
+        require_auth=not _is_loopback(host) and not args.insecure_no_auth, workers=args.workers
+    )
     if args.workers > 1:
         from modelway.api.workers import run_workers
 
-        return run_workers(config, host, port, args.config, args.workers)
+        return run_workers(config, host, port, args.config, rules)
     from modelway.api.serve import run
 
-    return run(config, host, port, args.config)
+    return run(config, host, port, args.config, rules=rules)
 
 
 def _is_loopback(host: str) -> bool:

@@ -215,3 +215,25 @@ def test_sigterm_lets_twenty_open_streams_finish(upstream: Mock, tmp_path: Path)
     assert all(body.rstrip().endswith(b"data: [DONE]") for body in results)
     log = gateway.log_path.read_text()
     assert "Traceback" not in log and '"signal":"SIGTERM"' in log
+
+
+def test_in_memory_limits_survive_a_reload(upstream: Mock, tmp_path: Path) -> None:
+    gateway = start_gateway(tmp_path, ops_config(upstream, tmp_path / "state", "before"))
+    admin = AdminClient(gateway.url)
+    try:
+        key = admin.key(limits={"rpm": 2})["key"]
+        time.sleep(0.6)
+        body = {"model": "g", "messages": [{"role": "user", "content": "hi"}]}
+        headers = {"authorization": f"Bearer {key}"}
+        url = gateway.url + "/v1/chat/completions"
+        assert [httpx.post(url, json=body, headers=headers).status_code for _ in range(2)] == [
+            200,
+            200,
+        ]
+        write(tmp_path, ops_config(upstream, tmp_path / "state", "after"))
+        admin.ok("POST", "/admin/config/reload")
+        time.sleep(0.5)  # the old runtime is retired (nothing was in flight)
+        refused = httpx.post(url, json=body, headers=headers)
+        assert refused.status_code == 429  # the minute's window came along
+    finally:
+        gateway.stop()

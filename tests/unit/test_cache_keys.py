@@ -81,6 +81,9 @@ def test_scopes() -> None:
     assert scope_of(CachePolicy(scope="key"), alice) == "key:k1"
     assert scope_of(CachePolicy(scope="global"), alice) == "global"
     assert scope_of(team, None) == "global"  # authentication off: one tenant
+    # Keys made without a team land in the default team, which is not a tenant.
+    loner = Principal(key_id="k2", team_id="default", role="user")
+    assert scope_of(team, loner) == "key:k2"
 
 
 def test_semantic_filter_ignores_only_the_last_user_message() -> None:

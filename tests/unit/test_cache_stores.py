@@ -100,3 +100,14 @@ def test_a_candidate_the_check_refuses_gives_way_to_the_next_one() -> None:
     assert match is not None and match.key == "next"
     assert index.search("p", unit(1, 0), 0.9, lambda text: False) is None
     assert index.search("p", unit(0, 1), 0.9) is None  # nothing close enough
+
+
+def test_the_index_takes_the_size_of_the_first_vector_and_ignores_others() -> None:
+    index = VectorIndex(None, 10)
+    index.add("p", "a", "q", unit(1, 0, 0, 0), expires=2e9)
+    assert index.dims == 4
+    index.add("p", "b", "q", unit(1, 0), expires=2e9)  # another model's size: not kept
+    assert len(index) == 1
+    assert index.search("p", unit(1, 0)) is None
+    match = index.search("p", unit(1, 0, 0, 0))
+    assert match is not None and match.key == "a"

@@ -70,6 +70,7 @@ def _view(result: ReloadResult) -> dict[str, Any]:
         "changed": result.changed,
         **result.version.as_dict(),
         "restart_needed": result.restart_needed,
+        "persisted": result.persisted,
     }
 
 

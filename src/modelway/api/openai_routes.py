@@ -54,6 +54,8 @@ async def _handle(request: Request, operation: Operation, model: type[M]) -> Res
     try:
         body = await read_json(request, runtime.config.server.max_body_bytes)
         req = parse_as(model, body)
+        # The runtime serving now: a reload may have swapped it while the body came in.
+        runtime = request.app.state.runtime
     except GatewayError as exc:
         # Refused before the pipeline: the request log line is written here instead.
         _requests.warning(

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from starlette.applications import Starlette
 
+from modelway.api.workers import sharing_problems
 from modelway.app import Runtime, build_runtime
-from modelway.config import ConfigError, parse_config
+from modelway.config import Config, ConfigError, parse_config
 from modelway.config_versions import ConfigVersion, ConfigVersions, config_hash
 from modelway.observability.logging import get_logger
 from modelway.protocol.errors import GatewayError
@@ -35,6 +37,15 @@ class ReloadResult:
     version: ConfigVersion
     changed: bool
     restart_needed: list[str]
+    persisted: bool = True  # a rollback: written back to the config file
+
+
+@dataclass(frozen=True)
+class ReloadRules:
+    """What the process was started under, which a new config must still satisfy."""
+
+    require_auth: bool = False  # listening beyond loopback without --insecure-no-auth
+    workers: int = 1
 
 
 class Reloader:
@@ -45,8 +56,10 @@ class Reloader:
         text: str | None,
         versions: ConfigVersions,
         grace_seconds: float,
+        rules: ReloadRules | None = None,
     ) -> None:
         self._app = app
+        self._rules = rules or ReloadRules()
         self._path = path
         self._text = text
         self._versions = versions
@@ -54,7 +67,7 @@ class Reloader:
         self._lock = asyncio.Lock()
         self._draining: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
-        self.current = versions.record(text, "start") if text is not None else None
+        self.current = _record(versions, text, "start") if text is not None else None
 
     @property
     def runtime(self) -> Runtime:
@@ -86,9 +99,12 @@ class Reloader:
             raise ReloadRefused([f"no kept config version '{version}'"])
         result = await self.reload("rollback", text)
         if self._path is not None:
-            tmp = self._path.with_name(self._path.name + ".rollback")
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(self._path)
+            try:
+                # In place: a ConfigMap's file is a symlink that must stay one.
+                self._path.write_text(text, encoding="utf-8")
+            except OSError as exc:
+                _log.warning("rollback_not_persisted", path=str(self._path), error=exc.strerror)
+                result.persisted = False
         return result
 
     async def _swap(self, text: str, source: str) -> ReloadResult:
@@ -97,21 +113,29 @@ class Reloader:
         except ConfigError as exc:
             _log.error("reload_refused", problems=exc.problems)
             raise ReloadRefused(exc.problems) from None
+        problems = self._broken_rules(config)
+        if problems:
+            _log.error("reload_refused", problems=problems)
+            raise ReloadRefused(problems)
         old = self.runtime
         version = config_hash(text)
-        new = build_runtime(config, previous=old, version=version)
+        new: Runtime | None = None
         try:
+            new = build_runtime(config, previous=old, version=version)
             await new.start()
-        except (GatewayError, OSError) as exc:
-            await new.close()
-            new.metrics.config_info.labels(version).set(0)
-            new.metrics.config_info.labels(old.version).set(1)
+        except Exception as exc:
+            if new is not None:
+                await new.close()
+            old.metrics.config_info.labels(version).set(0)
+            old.metrics.config_info.labels(old.version).set(1)
             message = exc.message if isinstance(exc, GatewayError) else str(exc)
-            _log.error("reload_refused", problems=[message])
-            raise ReloadRefused([message]) from None
+            _log.error("reload_refused", problems=[message or type(exc).__name__])
+            raise ReloadRefused([message or type(exc).__name__]) from None
+        if new.services.counters is old.services.counters:  # carried over: now the new one's
+            old.services.owns_counters, new.services.owns_counters = False, True
         self._app.state.runtime = new  # requests from now on; in-flight ones keep the old
         self._text = text
-        self.current = self._versions.record(text, source)
+        self.current = _record(self._versions, text, source)
         restart = [
             f"server.{name}"
             for name in ("host", "port")
@@ -122,6 +146,20 @@ class Reloader:
         self._draining.add(task)
         task.add_done_callback(self._draining.discard)
         return ReloadResult(self.current, True, restart)
+
+    def _broken_rules(self, config: Config) -> list[str]:
+        problems = []
+        if self._rules.require_auth and config.auth.master_key is None:
+            problems.append(
+                "auth.master_key: the gateway listens beyond loopback; a config without "
+                "authentication needs a restart with --insecure-no-auth"
+            )
+        if self._rules.workers > 1:
+            problems += [
+                f"redis_url: {self._rules.workers} workers would each keep {what}"
+                for what in sharing_problems(config)
+            ]
+        return problems
 
     async def _retire(self, old: Runtime) -> None:
         with contextlib.suppress(TimeoutError):
@@ -147,8 +185,12 @@ class Reloader:
             if text == seen:
                 continue
             seen = text
-            with contextlib.suppress(ReloadRefused):
+            try:
                 await self.reload("file", text)
+            except ReloadRefused:
+                pass  # logged; the running config keeps serving
+            except Exception:
+                _log.exception("reload_failed")
 
     async def close(self) -> None:
         """Stop watching and finish retiring old runtimes (before the current one closes)."""
@@ -158,3 +200,13 @@ class Reloader:
                 await self._watcher
         if self._draining:
             await asyncio.gather(*self._draining, return_exceptions=True)
+
+
+def _record(versions: ConfigVersions, text: str, source: str) -> ConfigVersion:
+    """The version, kept on disk when possible: a full or read-only disk does not stop a
+    reload that already happened."""
+    try:
+        return versions.record(text, source)
+    except OSError as exc:
+        _log.warning("config_version_not_kept", error=exc.strerror)
+        return ConfigVersion(config_hash(text), datetime.now(UTC).isoformat(), source)

@@ -16,7 +16,7 @@ import uvicorn
 from prometheus_client.multiprocess import mark_process_dead
 from starlette.applications import Starlette
 
-from modelway.api.reloader import Reloader, ReloadRefused
+from modelway.api.reloader import Reloader, ReloadRefused, ReloadRules
 from modelway.api.server import build_app
 from modelway.app import build_runtime
 from modelway.config import Config
@@ -32,14 +32,15 @@ def run(
     port: int,
     config_path: str | None = None,
     sock: socket.socket | None = None,
+    rules: ReloadRules | None = None,
 ) -> int:
     """Serve until SIGINT/SIGTERM, on uvloop when it is installed; the exit status.
     ``sock``: a socket bound by a parent process (``--workers``)."""
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(serve(config, host, port, config_path, sock))
-    result: int = uvloop.run(serve(config, host, port, config_path, sock))
+        return asyncio.run(serve(config, host, port, config_path, sock, rules))
+    result: int = uvloop.run(serve(config, host, port, config_path, sock, rules))
     return result
 
 
@@ -62,6 +63,7 @@ async def serve(
     port: int,
     config_path: str | None = None,
     sock: socket.socket | None = None,
+    rules: ReloadRules | None = None,
 ) -> int:
     log_output = configure_logging(config.logging.level)
     flusher = asyncio.create_task(log_output.flush_periodically())
@@ -79,7 +81,7 @@ async def serve(
     app = build_app(runtime, manage_runtime=False)
     grace = config.server.shutdown_grace_seconds
     versions = ConfigVersions(config.state_path() / "config-versions")
-    reloader = Reloader(app, path, text, versions, grace)
+    reloader = Reloader(app, path, text, versions, grace, rules)
     app.state.reloader = reloader
     # Everything loaded so far lives for the whole process: keep it out of the cyclic
     # collector's scans, whose full passes otherwise show up as latency spikes.

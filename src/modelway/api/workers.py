@@ -18,8 +18,12 @@ import sys
 import time
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelway.config import Config
+
+if TYPE_CHECKING:
+    from modelway.api.reloader import ReloadRules
 
 
 def sharing_problems(config: Config) -> list[str]:
@@ -39,7 +43,10 @@ def sharing_problems(config: Config) -> list[str]:
     return found
 
 
-def run_workers(config: Config, host: str, port: int, config_path: str | None, n: int) -> int:
+def run_workers(
+    config: Config, host: str, port: int, config_path: str | None, rules: ReloadRules
+) -> int:
+    n = rules.workers
     problems = sharing_problems(config)
     if problems:
         print(
@@ -58,7 +65,7 @@ def run_workers(config: Config, host: str, port: int, config_path: str | None, n
         print(f"cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
         return 1
     sock.set_inheritable(True)
-    return _Supervisor(sock, host, port, config_path, n).run()
+    return _Supervisor(sock, host, port, config_path, rules).run()
 
 
 def _metrics_dir(config: Config) -> Path:
@@ -73,36 +80,56 @@ def _metrics_dir(config: Config) -> Path:
 
 class _Supervisor:
     def __init__(
-        self, sock: socket.socket, host: str, port: int, config_path: str | None, n: int
+        self,
+        sock: socket.socket,
+        host: str,
+        port: int,
+        config_path: str | None,
+        rules: ReloadRules,
     ) -> None:
         self._sock = sock
-        self._args = (host, port, config_path)
+        self._args = (host, port, config_path, rules)
         self._context = multiprocessing.get_context("spawn")
         self._workers: list[BaseProcess] = []
-        self._n = n
+        self._started: list[float] = []
+        self._n = rules.workers
         self._stopping = False
+        self._failures = 0  # quick deaths in a row: restarts back off
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._forward)
-        self._workers = [self._start() for _ in range(self._n)]
-        while True:
-            time.sleep(0.2)
-            if self._stopping and all(not w.is_alive() for w in self._workers):
+        for _ in range(self._n):
+            if self._stopping:
                 break
+            self._workers.append(self._start())
+            self._started.append(time.monotonic())
+        while not (self._stopping and all(not w.is_alive() for w in self._workers)):
+            time.sleep(0.2)
             for i, worker in enumerate(self._workers):
-                if not worker.is_alive() and not self._stopping:
-                    print(
-                        f"worker {worker.pid} exited with {worker.exitcode}: starting another",
-                        file=sys.stderr,
-                    )
+                if worker.is_alive() or self._stopping:
+                    continue
+                lived = time.monotonic() - self._started[i]
+                self._failures = self._failures + 1 if lived < 10 else 0
+                delay = min(30.0, 0.5 * 2**self._failures) if self._failures else 0.0
+                print(
+                    f"worker {worker.pid} exited with {worker.exitcode}: starting another"
+                    + (f" in {delay:.0f} s" if delay else ""),
+                    file=sys.stderr,
+                )
+                self._sleep(delay)
+                if not self._stopping:
                     self._workers[i] = self._start()
-        codes = [w.exitcode or 0 for w in self._workers]
-        return max(codes, default=0)
+                    self._started[i] = time.monotonic()
+        return 0 if all(w.exitcode == 0 for w in self._workers) else 1
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stopping and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def _start(self) -> BaseProcess:
-        host, port, path = self._args
-        worker = self._context.Process(target=_worker, args=(self._sock, host, port, path))
+        worker = self._context.Process(target=_worker, args=(self._sock, *self._args))
         worker.start()
         return worker
 
@@ -114,12 +141,16 @@ class _Supervisor:
                 os.kill(worker.pid, signum)
 
 
-def _worker(sock: socket.socket, host: str, port: int, config_path: str | None) -> None:
+def _worker(
+    sock: socket.socket, host: str, port: int, config_path: str | None, rules: ReloadRules
+) -> None:
     # Its own process group: a terminal's Ctrl-C reaches the parent only, which forwards
-    # it once (a second SIGINT would make uvicorn stop without draining).
+    # it once (a second SIGINT would make uvicorn stop without draining). SIGHUP waits
+    # for the reload handler that serving installs.
     os.setpgrp()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from modelway.api.serve import run
     from modelway.config import default_config, load_config
 
     config = load_config(config_path) if config_path else default_config()
-    sys.exit(run(config, host, port, config_path, sock=sock))
+    sys.exit(run(config, host, port, config_path, sock=sock, rules=rules))

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from modelway.access.admin import DEFAULT_TEAM
 from modelway.access.principal import Principal
 from modelway.config_cache import MAX_TTL_SECONDS, CachePolicy
 from modelway.protocol.errors import BadRequest
@@ -25,9 +26,11 @@ _DELIVERY = frozenset({"stream", "stream_options", "user", "metadata"})
 
 
 def scope_of(policy: CachePolicy, principal: Principal | None) -> str:
+    """Whose entries a request sees. Keys made without a team are in the default team,
+    which is not a tenant: each of them keeps its own entries under team scope."""
     if principal is None or policy.scope == "global":
         return "global"
-    if policy.scope == "team" and principal.team_id is not None:
+    if policy.scope == "team" and principal.team_id not in (None, DEFAULT_TEAM):
         return f"team:{principal.team_id}"
     return f"key:{principal.key_id}"
 

@@ -14,7 +14,6 @@ from modelway.config_cache import CacheConfig, CachePolicy
 from modelway.pipeline.context import RequestContext
 
 OFF = CachePolicy(mode="off")
-EMBEDDING_DIMS = 384  # all-MiniLM-L6-v2; an index takes the first vector's size otherwise
 
 
 @dataclass
@@ -27,8 +26,13 @@ class ResponseCache:
 
     @classmethod
     def build(
-        cls, config: CacheConfig, redis_url: str | None, embed: Embed | None, dims: int
+        cls,
+        config: CacheConfig,
+        redis_url: str | None,
+        embed: Embed | None,
+        dims: int | None = None,
     ) -> ResponseCache:
+        """``dims``: the embedding size, or None to take the first vector's."""
         use_redis = config.backend == "redis" or (config.backend == "auto" and redis_url)
         prefix = f"{config.namespace}:cache:"
         wants_semantic = embed is not None and any(p.semantic for p in config.policies.values())
@@ -38,7 +42,7 @@ class ResponseCache:
             follower = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=1)
             semantic = None
             if wants_semantic and embed is not None:
-                feed = RedisFeed(follower, prefix + "semantic", config.semantic.max_entries)
+                feed = RedisFeed(follower, client, prefix + "semantic", config.semantic.max_entries)
                 index = VectorIndex(dims, config.semantic.max_entries)
                 semantic = SemanticCache(index, embed, config.semantic.max_chars, feed)
             store = RedisStore(client, prefix + "answer:")

@@ -94,8 +94,9 @@ class SemanticCache:
 class RedisFeed:
     """Entries appended to a capped Redis stream and followed by every replica."""
 
-    def __init__(self, redis: Redis, stream: str, max_entries: int) -> None:
-        self._redis = redis
+    def __init__(self, redis: Redis, writer: Redis, stream: str, max_entries: int) -> None:
+        self._redis = redis  # blocks on XREAD: its own connection and a long timeout
+        self._writer = writer
         self._stream = stream
         self._max = max_entries
         self._last = "0-0"
@@ -123,7 +124,7 @@ class RedisFeed:
             "v": probe.vector.tobytes(),
         }
         try:
-            await self._redis.xadd(self._stream, fields, maxlen=self._max, approximate=True)
+            await self._writer.xadd(self._stream, fields, maxlen=self._max, approximate=True)
         except (RedisError, OSError) as exc:
             _log.warning("semantic_feed_unavailable", op="publish", error=type(exc).__name__)
 
@@ -160,5 +161,5 @@ class RedisFeed:
                 text = fields[b"t"].decode()
             except (KeyError, ValueError, UnicodeDecodeError):
                 continue
-            if expires > now and vector.shape == (index.dims,):
+            if expires > now:
                 index.add(filter_key, key, text, vector, expires)

@@ -33,8 +33,8 @@ CANDIDATES = 5  # at most this many close entries are checked, best first
 
 class _Partition:
     def __init__(self, dims: int) -> None:
-        self.vectors: NDArray[np.float32] = np.empty((8, dims), dtype=np.float32)
-        self.expires: NDArray[np.float64] = np.empty(8, dtype=np.float64)
+        self.vectors: NDArray[np.float32] = np.empty((1, dims), dtype=np.float32)
+        self.expires: NDArray[np.float64] = np.empty(1, dtype=np.float64)
         self.keys: list[str] = []
         self.texts: list[str] = []
         self.seqs: list[int] = []
@@ -90,7 +90,12 @@ class _Partition:
 
 
 class VectorIndex:
-    def __init__(self, dims: int, max_entries: int, clock: Callable[[], float] = time.time) -> None:
+    """``dims``: the vectors' size, or None to take the first vector's (the embedding
+    model decides); a vector of another size is neither stored nor searched."""
+
+    def __init__(
+        self, dims: int | None, max_entries: int, clock: Callable[[], float] = time.time
+    ) -> None:
         self.dims = dims
         self._max = max_entries
         self._clock = clock
@@ -103,6 +108,10 @@ class VectorIndex:
         return self._size
 
     def add(self, filter_key: str, key: str, text: str, vector: Vector, expires: float) -> None:
+        if self.dims is None:
+            self.dims = int(vector.shape[0])
+        if vector.shape != (self.dims,):
+            return
         part = self._parts.get(filter_key)
         if part is None:
             part = self._parts[filter_key] = _Partition(self.dims)
@@ -113,8 +122,10 @@ class VectorIndex:
         self._order.append((filter_key, key, seq))
         while self._size > self._max:
             self._evict_oldest()
-        # Replaced entries leave stale records behind; keep the queue in proportion.
-        if len(self._order) > 2 * self._max + 1024:
+        # Replaced entries leave stale records behind; keep the queue in proportion, and
+        # drop expired entries now and then so they do not push out live ones.
+        if len(self._order) > 2 * self._max + 1024 or seq % 4096 == 4095:
+            self._drop_expired()
             self._compact()
 
     def search(
@@ -127,7 +138,9 @@ class VectorIndex:
         """The most similar live entry at or above ``threshold`` whose question
         ``accept`` takes, among the closest few."""
         part = self._parts.get(filter_key)
-        return part.best(vector, self._clock(), threshold, accept) if part is not None else None
+        if part is None or vector.shape != (self.dims,):
+            return None
+        return part.best(vector, self._clock(), threshold, accept)
 
     def remove(self, filter_key: str, key: str) -> None:
         part = self._parts.get(filter_key)
@@ -145,6 +158,14 @@ class VectorIndex:
             if part is not None and slot is not None and part.seqs[slot] == seq:
                 self.remove(filter_key, key)
                 return
+
+    def _drop_expired(self) -> None:
+        now = self._clock()
+        for filter_key, part in list(self._parts.items()):
+            n = len(part.keys)
+            expired = [part.keys[i] for i in np.flatnonzero(part.expires[:n] <= now)]
+            for key in expired:
+                self.remove(filter_key, key)
 
     def _compact(self) -> None:
         live = deque(

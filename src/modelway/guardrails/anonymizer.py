@@ -163,6 +163,7 @@ class StreamRedactor:
         self.placeholders = placeholders if placeholders is not None else Placeholders()
         self._ctx = ""  # raw tail of what was already emitted
         self._buf = ""  # held, not yet emitted
+        self.redacted = False  # whether anything was replaced so far
 
     def feed(self, chunk: str) -> str:
         """Redacted text that is safe to emit now (often empty)."""
@@ -194,6 +195,8 @@ class StreamRedactor:
             for f in findings
             if f.start < cut and f.end > off
         ]
+        if inside:
+            self.redacted = True
         out = self.placeholders.redact(text[off:cut], inside)
         self._ctx = text[max(0, cut - self._context) : cut]
         self._buf = text[cut:]

@@ -46,12 +46,15 @@ class Guardrails:
 
     def policy_for(self, ctx: RequestContext) -> GuardrailPolicy:
         """The key's (or its team's) policy, else the model group's, else the default."""
+        name = self.policy_name(ctx)
+        return self.config.policies.get(name, NO_POLICY) if name is not None else NO_POLICY
+
+    def policy_name(self, ctx: RequestContext) -> str | None:
         c = self.config
         principal = ctx.principal
-        name = (principal.guardrail_policy if principal is not None else None) or c.models.get(
+        return (principal.guardrail_policy if principal is not None else None) or c.models.get(
             ctx.model, c.default
         )
-        return c.policies.get(name, NO_POLICY) if name is not None else NO_POLICY
 
     def named(self, name: str | None) -> GuardrailPolicy | None:
         key = name or self.config.default

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from modelway.cache.answers import CachedAnswer, StreamAssembler
@@ -18,10 +18,12 @@ from modelway.cache.keys import Controls, controls_of, exact_key, reproducible, 
 from modelway.cache.runtime import ResponseCache
 from modelway.cache.semantic import Probe
 from modelway.config_cache import CachePolicy
+from modelway.observability.logging import get_logger
 from modelway.pipeline.context import Chunk, RequestContext, Result
 from modelway.pipeline.stage import Next, aclose
 from modelway.protocol.openai_chat import ChatChunk, ChatRequest, ChatResponse
 
+_log = get_logger("modelway.cache")
 HEADER = "x-modelway-cache"
 SIMILARITY_HEADER = "x-modelway-cache-similarity"
 # Guardrail actions that change or withhold an answer (see pipeline/output_guard.py).
@@ -29,8 +31,16 @@ _ALTERING = ("output.", "moderation")
 
 
 class CacheStage:
-    def __init__(self, cache: ResponseCache) -> None:
+    """``guard_policy``: the guardrail policy a request runs under; answers are kept apart
+    per policy, since a hit skips the output guard of the caller who gets it."""
+
+    def __init__(
+        self,
+        cache: ResponseCache,
+        guard_policy: Callable[[RequestContext], str | None] | None = None,
+    ) -> None:
         self._cache = cache
+        self._guard_policy = guard_policy
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def __call__(self, ctx: RequestContext, call_next: Next) -> Result:
@@ -41,7 +51,7 @@ class CacheStage:
         if policy.mode == "off" or (policy.mode == "reproducible" and not reproducible(req)):
             return await call_next(ctx)
         controls = controls_of(ctx.headers, req)
-        scope = scope_of(policy, ctx.principal)
+        scope = self._scope(ctx, policy)
         key = exact_key(ctx.model, scope, req)
         probe: Probe | None = None
         if controls.lookup:
@@ -65,6 +75,12 @@ class CacheStage:
         if isinstance(result, ChatResponse) and _storable(ctx, result):
             await self._store(ctx, policy, controls, key, probe, result)
         return result
+
+    def _scope(self, ctx: RequestContext, policy: CachePolicy) -> str:
+        scope = scope_of(policy, ctx.principal)
+        if self._guard_policy is not None:
+            scope += f"|guardrails:{self._guard_policy(ctx)}"
+        return scope
 
     async def close(self) -> None:
         if self._tasks:
@@ -141,13 +157,17 @@ class CacheStage:
         data = CachedAnswer.of(response, ctx.deployment).encode()
         if len(data) > self._cache.config.max_entry_bytes:
             return
-        ttl = controls.ttl_seconds or policy.ttl_seconds
+        # A request may shorten its answer's stay, not extend it past the policy's.
+        ttl = min(controls.ttl_seconds or policy.ttl_seconds, policy.ttl_seconds)
         await self._cache.answers.set(key, data, ttl)
         semantic = self._cache.semantic
         if not policy.semantic or semantic is None:
             return
         if probe is not None:
-            await semantic.add(probe, key, ttl)
+            try:
+                await semantic.add(probe, key, ttl)
+            except Exception:  # the answer is on its way; the cache must not fail it
+                _log.exception("semantic_cache_add_failed", request_id=ctx.request_id)
         else:  # the lookup was skipped: embed now, off the answer's path
             self._background(self._add_later(ctx, policy, key, ttl))
 
@@ -156,7 +176,7 @@ class CacheStage:
     ) -> None:
         semantic = self._cache.semantic
         assert semantic is not None and isinstance(ctx.request, ChatRequest)
-        scope = scope_of(policy, ctx.principal)
+        scope = self._scope(ctx, policy)
         probe = await semantic.probe(ctx.model, scope, ctx.request, policy.semantic_threshold)
         if probe is not None:
             await semantic.add(probe, key, ttl)
@@ -169,6 +189,8 @@ class CacheStage:
 
 def _storable(ctx: RequestContext, response: ChatResponse) -> bool:
     if ctx.status != 200 or ctx.error_type is not None:
+        return False
+    if ctx.fallbacks:  # another group's answer: not this group's to keep
         return False
     if any(action.startswith(_ALTERING) for action in ctx.guardrail_actions):
         return False

@@ -136,6 +136,8 @@ class OutputGuard:
             await aclose(chunks)
             if any(lane.redacted for lane in lanes.values()):
                 self._note(ctx, "output.redact")
+            if any(lane.sanitized for lane in lanes.values()):
+                self._note(ctx, "output.sanitize")
 
 
 class _Lane:
@@ -157,7 +159,6 @@ class _Lane:
         self._watch = ModerationWatch(moderator) if moderator is not None else None
         self.refused = False
         self.told = False
-        self.redacted = False
 
     def feed(self, text: str) -> str:
         if self._watch is not None and self._watch.feed(text):
@@ -171,6 +172,14 @@ class _Lane:
         if self._sanitizer is not None:
             out = self._sanitizer.feed(out) + self._sanitizer.flush()
         return out
+
+    @property
+    def redacted(self) -> bool:
+        return self._redactor.redacted
+
+    @property
+    def sanitized(self) -> bool:
+        return self._sanitizer is not None and bool(self._sanitizer.removed)
 
 
 def _placeholders(ctx: RequestContext) -> Placeholders:
