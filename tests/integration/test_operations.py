@@ -4,6 +4,7 @@ streams are open."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import threading
@@ -85,7 +86,18 @@ def test_a_reload_under_load_loses_no_request_and_takes_effect(
                     except (AssertionError, httpx.HTTPError) as exc:
                         failures.append(repr(exc))
 
-        workers = [threading.Thread(target=load) for _ in range(6)]
+        # A load test streams through the reload too (its own client, its own report).
+        report = tmp_path / "loadtest.json"
+        loadtest = subprocess.Popen(
+            modelway_command(
+                "loadtest", gateway.url, "--model", "g", "--concurrency", "4",
+                "--duration", "3", "--stream", "--max-tokens", "16",
+                "--api-key", MASTER, "--json", str(report), "--no-progress",
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        workers = [threading.Thread(target=load) for _ in range(4)]
         for worker in workers:
             worker.start()
         time.sleep(1.0)
@@ -96,6 +108,9 @@ def test_a_reload_under_load_loses_no_request_and_takes_effect(
         stop.set()
         for worker in workers:
             worker.join()
+        assert loadtest.wait(timeout=60) == 0
+        figures = json.loads(report.read_text())
+        assert figures["requests"] > 0 and figures["failed"] == 0
 
         assert failures == []
         assert {text for t, text in seen if t < swapped_at - 0.5} == {"from-a"}
