@@ -136,6 +136,8 @@ class _Rule:
     # Lower-case substrings one of which every match contains: a text without any of them
     # skips the rule's regex scan (most texts hold no secret at all).
     triggers: tuple[str, ...] = ()
+    # Every match lies in a run of at least this many characters without whitespace.
+    min_run: int = 0
 
 
 _PEM_LABEL = r"(?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?"
@@ -145,6 +147,7 @@ RULES: tuple[_Rule, ...] = (
         "gcp_service_account_key",
         re.compile(r'"private_key"\s*:\s*"(?P<value>-----BEGIN ' + _PEM_LABEL + r'-----[^"]*)"'),
         "value",
+        triggers=('"private_key"',),
     ),
     _Rule(
         "private_key",
@@ -153,27 +156,36 @@ RULES: tuple[_Rule, ...] = (
             r"(?:[A-Za-z0-9+/=\s]|\\[rn]|(?:Proc-Type|DEK-Info|Comment):[^\n]*)*"
             r"(?:-----END " + _PEM_LABEL + r"-----)?"
         ),
+        triggers=("-----begin ",),
     ),
     _Rule(
         "anthropic_key",
         re.compile(r"(?<![\w-])sk-ant-(?:[a-z]{3,8}\d{2}-)?(?P<body>[A-Za-z0-9_-]{32,})"),
         check=_random_body,
+        triggers=("sk-ant-",),
     ),
     _Rule(
         "openai_key",
         re.compile(r"(?<![\w-])sk-(?!ant-)(?:proj-|svcacct-|admin-)?(?P<body>[A-Za-z0-9_-]{20,})"),
         check=_random_body,
+        triggers=("sk-",),
     ),
     _Rule(
         "aws_access_key_id",
         re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Za-z0-9])"),
+        triggers=("akia", "asia", "abia", "acca"),
     ),
     _Rule(
         "aws_secret_access_key",
         re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
         check=_aws_secret,
+        min_run=40,
     ),
-    _Rule("gcp_api_key", re.compile(r"(?<![\w-])AIza[0-9A-Za-z_-]{35}(?![\w-])")),
+    _Rule(
+        "gcp_api_key",
+        re.compile(r"(?<![\w-])AIza[0-9A-Za-z_-]{35}(?![\w-])"),
+        triggers=("aiza",),
+    ),
     _Rule(
         "azure_storage_key",
         re.compile(r"(?i:AccountKey|SharedAccessKey)=(?P<value>[A-Za-z0-9+/]{40,}={0,2})"),
@@ -189,10 +201,16 @@ RULES: tuple[_Rule, ...] = (
         "value",
         triggers=("==",),
     ),
-    _Rule("azure_sas_signature", re.compile(r"[?&]sig=(?P<value>[A-Za-z0-9%+/=]{30,})"), "value"),
+    _Rule(
+        "azure_sas_signature",
+        re.compile(r"[?&]sig=(?P<value>[A-Za-z0-9%+/=]{30,})"),
+        "value",
+        triggers=("sig=",),
+    ),
     _Rule(
         "github_token",
         re.compile(r"(?<![\w-])(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_\w{50,255})(?![\w-])"),
+        triggers=("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
     ),
     _Rule(
         "slack_token",
@@ -204,6 +222,7 @@ RULES: tuple[_Rule, ...] = (
         re.compile(
             r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]{20,}"
         ),
+        triggers=("hooks.slack.com",),
     ),
     _Rule(
         "stripe_key",
@@ -228,6 +247,7 @@ RULES: tuple[_Rule, ...] = (
         re.compile(r"(?i:\bbearer)\s+(?P<body>[A-Za-z0-9_\-.~+/]{20,}=*)"),
         "body",
         _random_body,
+        triggers=("bearer",),
     ),
     _Rule(
         "password",
@@ -237,6 +257,7 @@ RULES: tuple[_Rule, ...] = (
         ),
         "value",
         _password,
+        triggers=("password", "passwd", "passphrase", "pwd"),
     ),
     _Rule(
         "generic_secret",
@@ -268,8 +289,11 @@ class SecretsDetector:
         """All findings in ``text``, non-overlapping (longest first), ordered by start."""
         found: list[tuple[int, Finding]] = []
         lower = text.lower()
+        longest_run = max(map(len, text.split()), default=0)
         for order, rule in enumerate(self._rules):
             if rule.triggers and not any(t in lower for t in rule.triggers):
+                continue
+            if longest_run < rule.min_run:
                 continue
             for m in rule.pattern.finditer(text):
                 if rule.check is not None and not rule.check(m, text, self._min_entropy):
