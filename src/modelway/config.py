@@ -150,7 +150,9 @@ class EmbeddingDeployment(_DeploymentBase):
     batch_size: int = Field(32, ge=1, le=1024, description="Inputs per forward pass at most.")
     # Longer inputs are cut to this many word pieces, as sentence-transformers does.
     max_tokens: int = Field(256, ge=8, le=512)
-    threads: int = Field(1, ge=1, description="BLAS threads (process-wide) for the model.")
+    threads: int | None = Field(
+        None, ge=1, description="BLAS threads (process-wide) for the model; None: all cores."
+    )
 
 
 Deployment = Annotated[

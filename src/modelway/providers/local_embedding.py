@@ -48,9 +48,10 @@ class LocalEmbeddingProvider(Provider):
         self._batcher: EmbeddingBatcher | None = None
 
     async def start(self) -> None:
-        # BLAS threads are process-wide; one keeps the other core for the event loop and
-        # was faster for short inputs on 2 cores (docs/benchmarks.md).
-        threadpool_limits(limits=self._deployment.threads, user_api="blas")
+        # BLAS threads are process-wide: fewer leave cores to the event loop on a busy
+        # machine, more are faster on an idle one (docs/benchmarks.md).
+        if self._deployment.threads is not None:
+            threadpool_limits(limits=self._deployment.threads, user_api="blas")
         encoder = await asyncio.to_thread(
             SentenceEncoder.load, self._path, self._deployment.max_tokens
         )
