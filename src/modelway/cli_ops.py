@@ -38,7 +38,9 @@ def add_commands(sub: Any) -> None:
     load.add_argument("--timeout", type=_positive(float), default=600.0, help="per request")
     load.add_argument("--seed", type=int, help="prompts and arrivals repeat with one seed")
     load.add_argument("--json", dest="json_file", help="write every figure and the arguments")
-    load.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    load.add_argument(
+        "--no-progress", action="store_true", help="no progress line (shown on a terminal only)"
+    )
     load.set_defaults(run=_loadtest)
 
     doctor = sub.add_parser("doctor", help="pre-flight checks: config, upstreams, stores, clock")
@@ -96,7 +98,9 @@ def _loadtest(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     started = datetime.now(UTC)
-    run = asyncio.run(run_load(spec, None if args.no_progress else sys.stderr))
+    # The progress line rewrites itself with \r: only on a terminal, never into a log.
+    shown = None if args.no_progress or not sys.stderr.isatty() else sys.stderr
+    run = asyncio.run(run_load(spec, shown))
     summary = summarize(run.outcomes, run.elapsed)
     print(summary.table())
     if args.json_file:
