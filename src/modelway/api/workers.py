@@ -95,6 +95,7 @@ class _Supervisor:
         self._n = rules.workers
         self._stopping = False
         self._failures = 0  # quick deaths in a row: restarts back off
+        self._reported: set[int] = set()  # slots whose worker died and was already reported
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -109,6 +110,9 @@ class _Supervisor:
             for i, worker in enumerate(self._workers):
                 if worker.is_alive() or self._stopping:
                     continue
+                if i in self._reported:
+                    continue
+                self._reported.add(i)
                 lived = time.monotonic() - self._started[i]
                 self._failures = self._failures + 1 if lived < 10 else 0
                 delay = min(30.0, 0.5 * 2**self._failures) if self._failures else 0.0
@@ -121,7 +125,10 @@ class _Supervisor:
                 if not self._stopping:
                     self._workers[i] = self._start()
                     self._started[i] = time.monotonic()
-        return 0 if all(w.exitcode == 0 for w in self._workers) else 1
+                    self._reported.discard(i)
+        # The stop's outcome: workers that died earlier were reported (and replaced).
+        stopped = [w for i, w in enumerate(self._workers) if i not in self._reported]
+        return 0 if all(w.exitcode == 0 for w in stopped) else 1
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
