@@ -313,3 +313,25 @@ def test_two_gateways_share_one_redis_cache(upstream: Mock, tmp_path: Path) -> N
     finally:
         for proc in procs:
             proc.stop()
+
+
+def test_upstream_embeddings_can_back_the_semantic_cache(upstream: Mock, tmp_path: Path) -> None:
+    config = cache_config(upstream, tmp_path / "state")
+    config["cache"]["semantic"] = {"embedding_model": "upstream-embeddings"}
+    config["models"] = [
+        *config["models"][:3],
+        {"name": "upstream-embeddings", "deployments": [deployment(upstream, "embed")]},
+    ]
+    gateway = start_gateway(tmp_path, config)
+    try:
+        before = upstream.stats()["by_path"].get("/v1/embeddings", 0)
+        question = unique("Tell me about caching.")
+        first, state, _ = ask(gateway, MASTER, question, model="c-semantic")
+        assert state == "miss"
+        # The same words with other spacing: another exact key, the same question.
+        again, state, headers = ask(gateway, MASTER, question + "   ", model="c-semantic")
+        assert state == "semantic-hit" and again == first
+        assert float(headers["x-modelway-cache-similarity"]) > 0.999
+        assert upstream.stats()["by_path"].get("/v1/embeddings", 0) >= before + 2
+    finally:
+        gateway.stop()
