@@ -227,6 +227,7 @@ class Runtime:
     _chain: Next = field(init=False)
     _health: dict[str, tuple[float, bool]] = field(default_factory=dict, init=False)
     _probes: list[asyncio.Task[None]] = field(default_factory=list, init=False)
+    _gauges: RuntimeGauges | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         shared = self.services.counters if self.config.redis_url is not None else None
@@ -253,8 +254,8 @@ class Runtime:
         ]
         if self.cache is not None:
             await self.cache.start()
-        gauges = RuntimeGauges(self.metrics, self._deployment_views, self._queue_views)
-        self._probes.append(asyncio.create_task(gauges.run()))
+        self._gauges = RuntimeGauges(self.metrics, self._deployment_views, self._queue_views)
+        self._probes.append(asyncio.create_task(self._gauges.run()))
         if self.alerts is not None:
             self.alerts.start()
 
@@ -277,6 +278,12 @@ class Runtime:
         await self.tracing.close()
         if self.alerts is not None:
             await self.alerts.close()
+
+    def sample_gauges(self) -> None:
+        """Set the state gauges (in flight, queues, breakers, engines) to their values now:
+        a scrape sees the present, not the last background sample."""
+        if self._gauges is not None:
+            self._gauges.sample(asyncio.get_running_loop().time())
 
     def _deployment_views(self) -> list[DeploymentView]:
         return [

@@ -98,9 +98,7 @@ def _loadtest(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     started = datetime.now(UTC)
-    # The progress line rewrites itself with \r: only on a terminal, never into a log.
-    shown = None if args.no_progress or not sys.stderr.isatty() else sys.stderr
-    run = asyncio.run(run_load(spec, shown))
+    run = asyncio.run(run_load(spec, None if args.no_progress else sys.stderr))
     summary = summarize(run.outcomes, run.elapsed)
     print(summary.table())
     if args.json_file:

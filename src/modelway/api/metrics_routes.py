@@ -12,6 +12,7 @@ from modelway.app import Runtime
 
 async def metrics(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
+    runtime.sample_gauges()
     encode, content_type = choose_encoder(request.headers.get("accept", ""))
     body = encode(runtime.metrics.collect_registry())
     return Response(body, headers={"content-type": content_type})

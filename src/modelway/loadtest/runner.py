@@ -62,7 +62,9 @@ class _Progress:
         )
 
     async def show(self) -> None:
-        if self.stream is None:
+        # The line rewrites itself with \r: live on a terminal only; elsewhere (a log
+        # file, a pipe) just the final line is written.
+        if self.stream is None or not self.stream.isatty():
             return
         while True:
             self.stream.write(self.line())
@@ -71,7 +73,8 @@ class _Progress:
 
     def finish(self) -> None:
         if self.stream is not None:
-            self.stream.write(self.line() + "\n")
+            line = self.line()
+            self.stream.write((line if self.stream.isatty() else line.lstrip("\r")) + "\n")
             self.stream.flush()
 
 

@@ -53,7 +53,9 @@ class RuntimeGauges:
             m.engine_kv_usage.labels(dep.deployment).set(stats["kv_cells_used"] / total)
             generated = stats["generated_tokens"]
             before = self._generated.get(dep.deployment)
-            if before is not None and now > before[0]:
+            if before is not None and now - before[0] < 0.5:
+                continue  # a scrape just after a sample: the rate keeps its last interval
+            if before is not None:
                 rate = (generated - before[1]) / (now - before[0])
                 m.engine_tokens_per_second.labels(dep.deployment).set(rate)
             self._generated[dep.deployment] = (now, generated)
