@@ -50,6 +50,9 @@ _IBAN = re.compile(r"(?<!\w)[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
 _SSN = re.compile(r"(?<![\w\-.])(\d{3})([- ])(\d{2})\2(\d{4})(?!\w|[-.]\d)")
 _SSN_BARE = re.compile(r"(?<![\w\-.])(\d{3})(\d{2})(\d{4})(?!\w|[-.]\d)")
 _SSN_CONTEXT = re.compile(r"\b(?:ssn|ss#|social security)\b")
+# Every character a card, SSN, IPv4 or phone match can hold: those patterns only match
+# inside such a run, so they are run there alone rather than over the whole text.
+_NUMERIC_RUN = re.compile(r"[\d+(][\d .\-/()+]*")
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
 _IPV6 = re.compile(
     r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?"
@@ -228,6 +231,11 @@ class PIIDetector:
     def find(self, text: str) -> list[Finding]:
         """All findings in ``text``, non-overlapping, ordered by start."""
         found: list[Finding] = []
+        runs = [
+            (m.start(), m.end())
+            for m in _NUMERIC_RUN.finditer(text)
+            if any(c.isdigit() for c in m.group())
+        ]
         for entity, finder in (
             ("email", self._emails),
             ("credit_card", self._cards),
@@ -236,21 +244,23 @@ class PIIDetector:
             ("ip_address", self._ips),
         ):
             if entity in self.entities:
-                found.extend(finder(text))
+                found.extend(finder(text, runs))
         if "phone" in self.entities:  # last: digit runs already taken are not phone candidates
-            found.extend(self._phones(text, [(f.start, f.end) for f in found]))
+            found.extend(self._phones(text, [(f.start, f.end) for f in found], runs))
         if self._ner is not None:
             found.extend(self._ner.find(text))
         return select_findings(found)
 
-    def _emails(self, text: str) -> Iterator[Finding]:
+    def _emails(self, text: str, runs: list[tuple[int, int]]) -> Iterator[Finding]:
         for m in _EMAIL.finditer(text):
             yield Finding("email", m.start(), m.end(), rule="email")
 
-    def _phones(self, text: str, taken: list[tuple[int, int]]) -> Iterator[Finding]:
+    def _phones(
+        self, text: str, taken: list[tuple[int, int]], runs: list[tuple[int, int]]
+    ) -> Iterator[Finding]:
         for s, e in taken:  # digits already found as cards, IBANs, ... are no candidates
             text = text[:s] + "\0" * (e - s) + text[e:]
-        for cand in _PHONE_CANDIDATE.finditer(text):
+        for cand in _within(_PHONE_CANDIDATE, text, runs):
             if not _looks_like_phone(text, cand.start(), cand.group()):
                 continue
             best: list[Finding] = []
@@ -263,8 +273,8 @@ class PIIDetector:
                     break
             yield from best
 
-    def _cards(self, text: str) -> Iterator[Finding]:
-        for m in _CARD.finditer(text):
+    def _cards(self, text: str, runs: list[tuple[int, int]]) -> Iterator[Finding]:
+        for m in _within(_CARD, text, runs):
             raw = m.group()
             if other := set(re.findall(r"[ -]", raw)) - {raw[4:5]}:  # cut at a second separator
                 raw = raw[: min(raw.index(c) for c in other)]
@@ -278,7 +288,7 @@ class PIIDetector:
                     yield Finding("credit_card", m.start(), end, rule="luhn")
                     break
 
-    def _ibans(self, text: str) -> Iterator[Finding]:
+    def _ibans(self, text: str, runs: list[tuple[int, int]]) -> Iterator[Finding]:
         for m in _IBAN.finditer(text):
             parts = m.group().split(" ")
             for k in range(len(parts), 0, -1):  # drop trailing words such as "EUR"
@@ -287,17 +297,17 @@ class PIIDetector:
                     yield Finding("iban", m.start(), m.start() + len(candidate), rule="mod97")
                     break
 
-    def _ssns(self, text: str) -> Iterator[Finding]:
-        for m in _SSN.finditer(text):
+    def _ssns(self, text: str, runs: list[tuple[int, int]]) -> Iterator[Finding]:
+        for m in _within(_SSN, text, runs):
             if _ssn_ok(m.group(1), m.group(3), m.group(4)):
                 yield Finding("us_ssn", m.start(), m.end(), rule="ssn")
-        for m in _SSN_BARE.finditer(text):
+        for m in _within(_SSN_BARE, text, runs):
             window = _CLAUSE_BREAK.split(text[max(0, m.start() - 30) : m.start()])[-1].lower()
             if _ssn_ok(*m.groups()) and _SSN_CONTEXT.search(window):
                 yield Finding("us_ssn", m.start(), m.end(), score=0.8, rule="ssn_context")
 
-    def _ips(self, text: str) -> Iterator[Finding]:
-        for m in _IPV4.finditer(text):
+    def _ips(self, text: str, runs: list[tuple[int, int]]) -> Iterator[Finding]:
+        for m in _within(_IPV4, text, runs):
             if not set(_words_before(text, m.start(), 2)) & _VERSION_WORDS:
                 yield from self._ip_finding(m, "ipv4")
         for m in _IPV6.finditer(text):
@@ -312,3 +322,16 @@ class PIIDetector:
         internal = addr.is_private or addr.is_loopback or addr.is_link_local
         if self._include_private_ips or not (internal or addr.is_unspecified):
             yield Finding("ip_address", m.start(), m.end(), rule=rule)
+
+
+def _within(
+    pattern: re.Pattern[str], text: str, runs: list[tuple[int, int]]
+) -> Iterator[re.Match[str]]:
+    """``pattern.finditer(text)`` for a pattern whose matches lie inside numeric runs:
+    each run is searched alone. The search reaches two characters past a run so that
+    look-aheads see the real text (look-behinds see it anyway); a match must start in the
+    run, so none is found twice."""
+    for start, end in runs:
+        for m in pattern.finditer(text, start, min(len(text), end + 2)):
+            if m.start() < end:
+                yield m
