@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
-
 from modelway import __version__
-from modelway.access.principal import BudgetRule
-from modelway.accounting.metering import GroupMeter
-from modelway.accounting.pricing import Price, PriceTable
-from modelway.accounting.tokens import (
-    CallableCounter,
-    EstimateCounter,
-    TokenCounter,
-    openai_counter,
-)
+from modelway.app_admission import admission_stage
+from modelway.app_cache import response_cache
 from modelway.cache.runtime import ResponseCache
-from modelway.cache.semantic import Embed
 from modelway.config import (
     AnthropicDeployment,
     Config,
@@ -44,7 +32,7 @@ from modelway.observability.metrics import Metrics
 from modelway.observability.request_metrics import RequestMetrics
 from modelway.observability.runtime_gauges import DeploymentView, QueueView, RuntimeGauges
 from modelway.observability.tracing import Tracing
-from modelway.pipeline.admission import Admission, BudgetListener
+from modelway.pipeline.admission import Admission
 from modelway.pipeline.authenticate import Authenticate
 from modelway.pipeline.cache_stage import CacheStage
 from modelway.pipeline.content_log import ContentLog
@@ -55,7 +43,6 @@ from modelway.pipeline.observe import InFlight, Observe
 from modelway.pipeline.output_guard import OutputGuard
 from modelway.pipeline.stage import Next, Stage, build_chain
 from modelway.pipeline.trace import Trace
-from modelway.protocol.openai_embeddings import EmbeddingRequest, EmbeddingResponse
 from modelway.protocol.openai_models import ModelCard, ModelList
 from modelway.providers.anthropic import AnthropicProvider
 from modelway.providers.base import Provider
@@ -120,7 +107,7 @@ def build_stages(
     if guard is not None:
         stages.append(InputGuard(guard.policy_for, guard.detectors, guard.count))
     budget_listener = alerts.record_budget if alerts is not None else None
-    stages.append(_admission(config, services, router, metrics, budget_listener, clock))
+    stages.append(admission_stage(config, services, router, metrics, budget_listener, clock))
     if cache is not None:
         stages.append(CacheStage(cache, guard.policy_name if guard is not None else None))
     if guard is not None:
@@ -143,69 +130,6 @@ def _alert_recorder(alerts: AlertEngine, router: Router) -> Callable[[RequestCon
         )
 
     return record
-
-
-def _admission(
-    config: Config,
-    services: Services,
-    router: Router,
-    metrics: RequestMetrics,
-    budget_listener: BudgetListener | None,
-    clock: Callable[[], float],
-) -> Admission:
-    table = PriceTable(
-        {k: Price(p.input, p.output, p.cached_input) for k, p in config.accounting.prices.items()}
-    )
-    prices: dict[str, Price | None] = {}
-    for group in router.groups.values():
-        for dep in group.deployments:
-            prices[dep.id] = table.lookup(dep.provider.name, dep.upstream_model) or table.lookup(
-                dep.provider.name, group.name
-            )
-    meters = {
-        name: GroupMeter(_counter(group), _dearest(router, name, prices))
-        for name, group in router.groups.items()
-    }
-    return Admission(
-        counters=services.counters,
-        ledger=services.writer,
-        meters=meters,
-        prices=prices,
-        global_budgets=[
-            BudgetRule.of("global", "global", b.model_dump()) for b in config.budgets.global_
-        ],
-        limits=config.limits,
-        budgets=config.budgets,
-        spend_since=services.spend_since,
-        metrics=metrics,
-        budget_listener=budget_listener,
-        clock=clock,
-    )
-
-
-def _counter(group: ModelGroupRuntime) -> TokenCounter:
-    """The group's own tokenizer when it is served by the embedded engine; an offline BPE
-    for OpenAI-compatible upstreams; an estimate otherwise."""
-    provider = group.deployments[0].provider
-    if isinstance(provider, LocalProvider | LocalEmbeddingProvider):
-        estimate = EstimateCounter()
-        return CallableCounter(lambda text: provider.count_tokens(text) or estimate.count(text))
-    if isinstance(provider, OpenAIProvider):
-        return openai_counter()
-    return EstimateCounter()
-
-
-def _dearest(router: Router, name: str, prices: dict[str, Price | None]) -> Price | None:
-    """The highest price a request to this group can meet, fallbacks included."""
-    routing = router.groups[name].routing
-    names = [name, *routing.fallbacks, *routing.context_fallbacks, *routing.content_fallbacks]
-    found = [
-        price
-        for group in names
-        for dep in router.groups[group].deployments
-        if (price := prices.get(dep.id)) is not None
-    ]
-    return max(found, key=lambda p: p.input + p.output, default=None)
 
 
 @dataclass
@@ -392,7 +316,7 @@ def build_runtime(
     tracing = Tracing.from_config(config.tracing)
     alerts = AlertEngine(config.alerts) if config.alerts.enabled else None
     guard = Guardrails.build(config, recorder) if config.guardrails is not None else None
-    cache = _response_cache(config, router, lambda: runtime)
+    cache = response_cache(config, router, lambda: runtime._dispatch)
     inflight = InFlight()
     runtime = Runtime(
         config=config,
@@ -427,39 +351,6 @@ def build_runtime(
             engines=runtime._engine_states,
         )
     return runtime
-
-
-def _response_cache(
-    config: Config, router: Router, runtime: Callable[[], Runtime]
-) -> ResponseCache | None:
-    if config.cache is None:
-        return None
-    redis_url = config.redis_url.get_secret_value() if config.redis_url is not None else None
-    name = config.cache.semantic.embedding_model
-    embed = _embedder(router.groups[name], runtime) if name in router.groups else None
-    return ResponseCache.build(config.cache, redis_url, embed)
-
-
-def _embedder(group: ModelGroupRuntime, runtime: Callable[[], Runtime]) -> Embed:
-    """Vectors of texts from a model group: straight from an in-process embedding model,
-    through routing (retries, fallbacks) for any other deployment."""
-    provider = group.deployments[0].provider
-    if isinstance(provider, LocalEmbeddingProvider) and len(group.deployments) == 1:
-        return provider.vectors
-
-    async def embed(texts: list[str]) -> NDArray[np.float32]:
-        req = EmbeddingRequest(model=group.name, input=texts, encoding_format="float")
-        ctx = RequestContext(
-            request_id=f"cache-{uuid.uuid4().hex}", operation="embedding", request=req
-        )
-        body = await runtime()._dispatch(ctx)
-        assert isinstance(body, EmbeddingResponse)
-        vectors = np.array([d.embedding for d in body.data], dtype=np.float32)
-        norms = np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        unit: NDArray[np.float32] = (vectors / norms).astype(np.float32)
-        return unit
-
-    return embed
 
 
 def _deployment(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from modelway import __version__
+from modelway.hosts import is_loopback
 
 if TYPE_CHECKING:
     from modelway.config import Config
@@ -126,7 +126,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
-    if not _is_loopback(host) and config.auth.master_key is None and not args.insecure_no_auth:
+    if not is_loopback(host) and config.auth.master_key is None and not args.insecure_no_auth:
         print(
             f"refusing to listen on {host}: no authentication is configured, so anyone who "
             "can reach this address could use every model and key behind the gateway. "
@@ -140,7 +140,7 @@ def _serve(args: argparse.Namespace) -> int:
     from modelway.api.reloader import ReloadRules
 
     rules = ReloadRules(
-        require_auth=not _is_loopback(host) and not args.insecure_no_auth, workers=args.workers
+        require_auth=not is_loopback(host) and not args.insecure_no_auth, workers=args.workers
     )
     if args.workers > 1:
         from modelway.api.workers import run_workers
@@ -149,15 +149,6 @@ def _serve(args: argparse.Namespace) -> int:
     from modelway.api.serve import run
 
     return run(config, host, port, args.config, rules=rules)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _mock_upstream(args: argparse.Namespace) -> int:

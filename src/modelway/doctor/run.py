@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 
 from modelway.config import Config, ConfigError, default_config, load_config
 from modelway.doctor.deployments import check_deployments
 from modelway.doctor.findings import Finding, Status, bounded, table
 from modelway.doctor.gateway import check_gateway
 from modelway.doctor.stores import check_database, check_redis
+from modelway.hosts import is_loopback
 
 
 def run_doctor(config_path: str | None, url: str | None, seconds: float) -> int:
@@ -52,7 +52,7 @@ def _auth(config: Config) -> Finding:
     if config.auth.master_key is not None:
         return Finding(Status.PASS, "auth", "master_key is set: API keys are checked")
     host = config.server.host
-    if _is_loopback(host):
+    if is_loopback(host):
         return Finding(
             Status.WARN, "auth", f"no master_key: anyone who can reach {host} uses every model"
         )
@@ -62,12 +62,3 @@ def _auth(config: Config) -> Finding:
         f"no master_key and server.host is {host}: serve refuses to listen there "
         "without --insecure-no-auth",
     )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -28,13 +28,12 @@ invisible characters first.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import codecs
 import re
 from dataclasses import dataclass
 
 from modelway.guardrails.findings import Finding
+from modelway.guardrails.injection_payloads import blobs, decode
 
 ENTITY = "injection"
 
@@ -339,14 +338,9 @@ RULES: tuple[Rule, ...] = (
     ),
 )
 
-_B64 = re.compile(r"[A-Za-z0-9+/_-]{20,}={0,2}")
-_HEX_ESCAPES = re.compile(r"(?:\\x[0-9a-fA-F]{2}){12,}")
-_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 # Key words rot13-ed and reversed: only when one occurs is the text transformed.
 _ROT13_HINTS = ("vtaber", "qvfertneq", "vafgehpgvba", "flfgrz cebzcg", "qb nalguvat abj")
 _REVERSED_HINTS = ("erongi", "drageresid", "snoitcurtsni", "tpmorp metsys", "won gnihtyna od")
-_MAX_BLOBS = 32
-_MAX_BLOB_CHARS = 8192
 
 
 def _lower(text: str) -> str:
@@ -406,45 +400,6 @@ def _plain(text: str, low: str) -> list[Finding]:
     return found
 
 
-def _as_text(data: bytes) -> str | None:
-    try:
-        decoded = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    printable = sum(ch.isprintable() or ch in "\t\n\r" for ch in decoded)
-    if len(decoded) < 8 or printable < 0.95 * len(decoded) or " " not in decoded:
-        return None
-    return decoded
-
-
-def _decode(blob: str) -> str | None:
-    blob = blob[:_MAX_BLOB_CHARS]
-    if blob.startswith("\\x") or (len(blob) % 2 == 0 and _HEX_DIGITS.issuperset(blob)):
-        try:
-            return _as_text(bytes.fromhex(blob.replace("\\x", "")))
-        except ValueError:
-            pass
-    try:
-        raw = base64.b64decode(blob + "=" * (-len(blob) % 4), altchars=b"-_")
-    except (binascii.Error, ValueError):
-        return None
-    return _as_text(raw)
-
-
-def _blobs(text: str) -> list[re.Match[str]]:
-    matches: list[re.Match[str]] = []
-    if "\\x" in text:
-        matches += _HEX_ESCAPES.finditer(text)
-    tokens = text.split()
-    if tokens and max(map(len, tokens)) >= 20:
-        pos = 0
-        for token in [t for t in tokens if len(t) >= 20][:_MAX_BLOBS]:
-            pos = text.find(token, pos)
-            matches += _B64.finditer(text, pos, pos + len(token))
-            pos += len(token)
-    return matches[:_MAX_BLOBS]
-
-
 def _any_rule(text: str, depth: int) -> bool:
     low = _lower(text)
     return bool(_plain(text, low) or (depth > 0 and _encoded(text, low, depth - 1)))
@@ -453,8 +408,8 @@ def _any_rule(text: str, depth: int) -> bool:
 def _encoded(text: str, low: str, depth: int) -> list[Finding]:
     found = []
     score = CONFIDENCE["encoded_payload"]
-    for m in _blobs(text):
-        decoded = _decode(m.group())
+    for m in blobs(text):
+        decoded = decode(m.group())
         if decoded and _any_rule(decoded, depth):
             found.append(Finding(ENTITY, m.start(), m.end(), score, "encoded_payload"))
     if any(h in low for h in _ROT13_HINTS):
