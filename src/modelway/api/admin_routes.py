@@ -38,7 +38,7 @@ GROUPS = ("key", "team", "model", "tag", "day", "deployment")
 Handler = Callable[[Request, Runtime, Principal], Awaitable[Any]]
 
 
-def _admin(handler: Handler, *, write: bool) -> Callable[[Request], Awaitable[Response]]:
+def admin_endpoint(handler: Handler, *, write: bool) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         runtime: Runtime = request.app.state.runtime
         rid = request_id(request)
@@ -84,20 +84,13 @@ def _caller(request: Request, runtime: Runtime, write: bool) -> Principal:
     raise PermissionDenied(f"a '{principal.role}' key may not do this", code="insufficient_role")
 
 
-async def _body(request: Request, runtime: Runtime) -> Any:
-    return await read_json(request, _BODY_LIMIT)
-
-
 async def read_admin_body(request: Request) -> Any:
     return await read_json(request, _BODY_LIMIT)
 
 
-admin_endpoint = _admin
-
-
 # -- keys
 async def create_key(request: Request, runtime: Runtime, who: Principal) -> Any:
-    body = parse_as(KeyCreate, await _body(request, runtime))
+    body = parse_as(KeyCreate, await read_admin_body(request))
     return await runtime.services.admin.create_key(who.key_id, body)
 
 
@@ -112,7 +105,7 @@ async def get_key(request: Request, runtime: Runtime, who: Principal) -> Any:
 
 
 async def update_key(request: Request, runtime: Runtime, who: Principal) -> Any:
-    body = parse_as(KeyUpdate, await _body(request, runtime))
+    body = parse_as(KeyUpdate, await read_admin_body(request))
     return await runtime.services.admin.update_key(who.key_id, request.path_params["key_id"], body)
 
 
@@ -126,7 +119,7 @@ async def rotate_key(request: Request, runtime: Runtime, who: Principal) -> Any:
 
 # -- teams
 async def create_team(request: Request, runtime: Runtime, who: Principal) -> Any:
-    body = parse_as(TeamCreate, await _body(request, runtime))
+    body = parse_as(TeamCreate, await read_admin_body(request))
     return await runtime.services.admin.create_team(who.key_id, body)
 
 
@@ -139,7 +132,7 @@ async def get_team(request: Request, runtime: Runtime, who: Principal) -> Any:
 
 
 async def update_team(request: Request, runtime: Runtime, who: Principal) -> Any:
-    body = parse_as(TeamUpdate, await _body(request, runtime))
+    body = parse_as(TeamUpdate, await read_admin_body(request))
     team = request.path_params["team_id"]
     return await runtime.services.admin.update_team(who.key_id, team, body)
 
@@ -245,19 +238,19 @@ async def alerts(request: Request, runtime: Runtime, who: Principal) -> Any:
 
 
 routes = [
-    Route("/admin/keys", _admin(create_key, write=True), methods=["POST"]),
-    Route("/admin/keys", _admin(list_keys, write=False), methods=["GET"]),
-    Route("/admin/keys/{key_id}", _admin(get_key, write=False), methods=["GET"]),
-    Route("/admin/keys/{key_id}", _admin(update_key, write=True), methods=["PATCH"]),
-    Route("/admin/keys/{key_id}", _admin(revoke_key, write=True), methods=["DELETE"]),
-    Route("/admin/keys/{key_id}/rotate", _admin(rotate_key, write=True), methods=["POST"]),
-    Route("/admin/teams", _admin(create_team, write=True), methods=["POST"]),
-    Route("/admin/teams", _admin(list_teams, write=False), methods=["GET"]),
-    Route("/admin/teams/{team_id}", _admin(get_team, write=False), methods=["GET"]),
-    Route("/admin/teams/{team_id}", _admin(update_team, write=True), methods=["PATCH"]),
-    Route("/admin/teams/{team_id}", _admin(delete_team, write=True), methods=["DELETE"]),
-    Route("/admin/spend", _admin(spend, write=False), methods=["GET"]),
-    Route("/admin/audit", _admin(audit, write=False), methods=["GET"]),
-    Route("/admin/audit/verify", _admin(audit_verify, write=False), methods=["GET"]),
-    Route("/admin/alerts", _admin(alerts, write=False), methods=["GET"]),
+    Route("/admin/keys", admin_endpoint(create_key, write=True), methods=["POST"]),
+    Route("/admin/keys", admin_endpoint(list_keys, write=False), methods=["GET"]),
+    Route("/admin/keys/{key_id}", admin_endpoint(get_key, write=False), methods=["GET"]),
+    Route("/admin/keys/{key_id}", admin_endpoint(update_key, write=True), methods=["PATCH"]),
+    Route("/admin/keys/{key_id}", admin_endpoint(revoke_key, write=True), methods=["DELETE"]),
+    Route("/admin/keys/{key_id}/rotate", admin_endpoint(rotate_key, write=True), methods=["POST"]),
+    Route("/admin/teams", admin_endpoint(create_team, write=True), methods=["POST"]),
+    Route("/admin/teams", admin_endpoint(list_teams, write=False), methods=["GET"]),
+    Route("/admin/teams/{team_id}", admin_endpoint(get_team, write=False), methods=["GET"]),
+    Route("/admin/teams/{team_id}", admin_endpoint(update_team, write=True), methods=["PATCH"]),
+    Route("/admin/teams/{team_id}", admin_endpoint(delete_team, write=True), methods=["DELETE"]),
+    Route("/admin/spend", admin_endpoint(spend, write=False), methods=["GET"]),
+    Route("/admin/audit", admin_endpoint(audit, write=False), methods=["GET"]),
+    Route("/admin/audit/verify", admin_endpoint(audit_verify, write=False), methods=["GET"]),
+    Route("/admin/alerts", admin_endpoint(alerts, write=False), methods=["GET"]),
 ]

@@ -21,7 +21,6 @@ class ResponseCache:
     config: CacheConfig
     answers: AnswerStore
     semantic: SemanticCache | None
-    shared: bool  # entries live in Redis, for every replica
     _clients: tuple[Redis, ...] = ()
 
     @classmethod
@@ -33,28 +32,21 @@ class ResponseCache:
         dims: int | None = None,
     ) -> ResponseCache:
         """``dims``: the embedding size, or None to take the first vector's."""
-        use_redis = config.backend == "redis" or (config.backend == "auto" and redis_url)
         prefix = f"{config.namespace}:cache:"
-        wants_semantic = embed is not None and any(p.semantic for p in config.policies.values())
-        if use_redis and redis_url is not None:
+        answers: AnswerStore = MemoryStore(config.max_bytes)
+        clients: tuple[Redis, ...] = ()
+        feed: RedisFeed | None = None
+        if redis_url is not None and config.backend in ("redis", "auto"):
             # Lookups give up fast (a miss); following the feed blocks for a second.
             client = Redis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
             follower = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=1)
-            semantic = None
-            if wants_semantic and embed is not None:
-                feed = RedisFeed(follower, client, prefix + "semantic", config.semantic.max_entries)
-                index = VectorIndex(dims, config.semantic.max_entries)
-                semantic = SemanticCache(index, embed, config.semantic.max_chars, feed)
-            store = RedisStore(client, prefix + "answer:")
-            return cls(config, store, semantic, True, (client, follower))
-        semantic = (
-            SemanticCache(
-                VectorIndex(dims, config.semantic.max_entries), embed, config.semantic.max_chars
-            )
-            if wants_semantic and embed is not None
-            else None
-        )
-        return cls(config, MemoryStore(config.max_bytes), semantic, False)
+            answers, clients = RedisStore(client, prefix + "answer:"), (client, follower)
+            feed = RedisFeed(follower, client, prefix + "semantic", config.semantic.max_entries)
+        semantic = None
+        if embed is not None and any(p.semantic for p in config.policies.values()):
+            index = VectorIndex(dims, config.semantic.max_entries)
+            semantic = SemanticCache(index, embed, config.semantic.max_chars, feed)
+        return cls(config, answers, semantic, clients)
 
     def policy_for(self, ctx: RequestContext) -> CachePolicy:
         """The key's (or its team's) policy, else the model group's, else the default."""

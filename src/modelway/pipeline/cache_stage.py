@@ -62,7 +62,7 @@ class CacheStage:
                 probe = await self._cache.semantic.probe(
                     ctx.model, scope, req, policy.semantic_threshold
                 )
-                hit = await self._semantic_hit(ctx, probe, policy)
+                hit = await self._semantic_hit(ctx, probe)
                 if hit is not None:
                     return hit
         ctx.cache = "miss" if controls.lookup else "bypass"
@@ -90,14 +90,12 @@ class CacheStage:
         data = await self._cache.answers.get(key)
         return CachedAnswer.decode(data) if data is not None else None
 
-    async def _semantic_hit(
-        self, ctx: RequestContext, probe: Probe | None, policy: CachePolicy
-    ) -> Result | None:
+    async def _semantic_hit(self, ctx: RequestContext, probe: Probe | None) -> Result | None:
+        """The probe's match (already at or above the policy's threshold), if its answer
+        is still stored."""
         if probe is None or probe.match is None:
             return None
         match = probe.match
-        if match.similarity < policy.semantic_threshold:
-            return None
         found = await self._lookup(match.key)
         if found is None:
             assert self._cache.semantic is not None
