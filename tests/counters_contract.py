@@ -148,6 +148,23 @@ class CountersContract:
             0
         ].remaining == 1000
 
+    async def test_settle_soon_is_applied_before_the_next_call(self, counters: Counters) -> None:
+        """A settle handed over without waiting frees the lease for the very next
+        admission: a client at its concurrency limit is never refused by its own
+        finished request."""
+        slots = Slots("key:k1:parallel", limit=1)
+        tpm = Window("key:k1:tpm", limit=1000, amount=500)
+        failures: list[BaseException] = []
+        for n in range(3):
+            taken = await counters.admit([tpm], [slots], [], lease=f"r{n}", now=T + n)
+            assert taken.allowed, n
+            counters.settle_soon(
+                [(tpm, -400)], [], [slots], lease=f"r{n}", taken_at=T + n, failed=failures.append
+            )
+        probe = Window("key:k1:tpm", limit=1000, amount=0)
+        state = (await counters.admit([probe], [], [], lease="", now=T + 3)).windows[0]
+        assert state.remaining == 700 and failures == []
+
     async def test_settle_releases_the_lease(self, counters: Counters) -> None:
         slots = Slots("key:k1:parallel", limit=2)
         assert (await counters.admit([], [slots], [], lease="a", now=T)).allowed

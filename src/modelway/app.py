@@ -32,7 +32,6 @@ from modelway.observability.metrics import Metrics
 from modelway.observability.request_metrics import RequestMetrics
 from modelway.observability.runtime_gauges import DeploymentView, QueueView, RuntimeGauges
 from modelway.observability.tracing import Tracing
-from modelway.pipeline.admission import Admission
 from modelway.pipeline.authenticate import Authenticate
 from modelway.pipeline.cache_stage import CacheStage
 from modelway.pipeline.content_log import ContentLog
@@ -193,9 +192,6 @@ class Runtime:
         await asyncio.gather(
             *(d.provider.close() for d in self.deployments), return_exceptions=True
         )
-        for stage in self.stages:
-            if isinstance(stage, Admission):
-                await stage.close()
         if self.cache is not None:
             await self.cache.close()
         await self.services.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -36,10 +37,38 @@ def period_bounds(period: str, now: datetime) -> tuple[datetime | None, datetime
     return None, None
 
 
-def budget_window(rule: BudgetRule, now: datetime) -> BudgetWindow:
-    start, end = period_bounds(rule.period, now)
-    stamp = f"{start.year:04d}-{start.month:02d}-{start.day:02d}" if start is not None else "all"
-    key = f"budget:{rule.scope}:{rule.owner}:{rule.period}:{stamp}"
+@dataclass(frozen=True, slots=True)
+class _Period:
+    start: datetime | None
+    end: datetime | None
+    start_ts: float
+    end_ts: float
+    stamp: str
+
+
+# The current period of each kind: every request with a budget needs it, and it changes
+# once a day at most.
+_current: dict[str, _Period] = {}
+
+
+def _period(period: str, now: float) -> _Period:
+    known = _current.get(period)
+    if known is not None and known.start_ts <= now < known.end_ts:
+        return known
+    start, end = period_bounds(period, datetime.fromtimestamp(now, UTC))
+    if start is None or end is None:
+        found = _Period(None, None, -math.inf, math.inf, "all")
+    else:
+        stamp = f"{start.year:04d}-{start.month:02d}-{start.day:02d}"
+        found = _Period(start, end, start.timestamp(), end.timestamp(), stamp)
+    _current[period] = found
+    return found
+
+
+def budget_window(rule: BudgetRule, now: float) -> BudgetWindow:
+    """The counter of `rule` at `now` (a Unix time)."""
+    period = _period(rule.period, now)
+    key = f"budget:{rule.scope}:{rule.owner}:{rule.period}:{period.stamp}"
     # The counter outlives its period by a day, for late settlements.
-    ttl = int((end - now).total_seconds()) + 86400 if end is not None else _TOTAL_TTL
-    return BudgetWindow(key, start, end, ttl)
+    ttl = int(period.end_ts - now) + 86400 if period.end is not None else _TOTAL_TTL
+    return BudgetWindow(key, period.start, period.end, ttl)

@@ -57,8 +57,9 @@ def plan(
     global_budgets: list[BudgetRule],
     tokens: int,
     max_cost_nano_usd: int,
-    now: datetime,
+    now: float,
 ) -> Reservation:
+    """`now` is a Unix time."""
     res = Reservation(tokens=tokens, cost_nano_usd=max_cost_nano_usd)
     if principal is not None and not principal.is_master:
         _limits(res, "key", principal.key_id, principal.key_limits, tokens)

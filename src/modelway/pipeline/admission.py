@@ -8,9 +8,8 @@ it, and hand the ledger row to the writer. Settling runs off the request path.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,7 +64,6 @@ class Admission:
         self._clock = clock
         self._seeded: set[str] = set()
         self._ids = RowIds()
-        self._tasks: set[asyncio.Task[None]] = set()
 
     async def __call__(self, ctx: RequestContext, call_next: Next) -> Result:
         meter = self._meters.get(ctx.model)
@@ -77,9 +75,7 @@ class Admission:
         prompt = await self._count_prompt(ctx, meter) if counted else 0
         out = max_output_tokens(ctx.request, self._limits.default_output_tokens)
         max_cost = cost_nano_usd(meter.max_price, prompt, out) if meter.max_price else 0
-        res = plan(
-            ctx.principal, self._global, prompt + out, max_cost, datetime.fromtimestamp(now, UTC)
-        )
+        res = plan(ctx.principal, self._global, prompt + out, max_cost, now)
         if not res.empty:
             await self._admit(ctx, res, now)
         try:
@@ -93,10 +89,6 @@ class Admission:
         used = self._finish(ctx, res, now, prompt, 0, 200)
         ctx.response_headers["x-modelway-cost-usd"] = format_usd(used.cost_nano_usd)
         return result
-
-    async def close(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _needs_tokens(self, ctx: RequestContext, meter: GroupMeter) -> bool:
         principal = ctx.principal
@@ -250,7 +242,7 @@ class Admission:
         ctx.cached_tokens = used.cached_tokens
         self._record(ctx, used, status)
         if not res.empty:
-            self._background(self._settle(ctx, res, taken_at, used))
+            self._settle(ctx, res, taken_at, used)
         return used
 
     def _record(self, ctx: RequestContext, used: Spent, status: int) -> None:
@@ -258,26 +250,21 @@ class Admission:
             ledger_row(ctx, used, status, time.perf_counter(), self._clock(), self._ids.next())
         )
 
-    async def _settle(
-        self, ctx: RequestContext, res: Reservation, taken_at: float, used: Spent
-    ) -> None:
+    def _settle(self, ctx: RequestContext, res: Reservation, taken_at: float, used: Spent) -> None:
         actual_tokens = used.prompt_tokens + used.completion_tokens
         windows = [(w, actual_tokens - w.amount) for w in res.windows if w.key.endswith(":tpm")]
         budgets = [
             (b, used.cost_nano_usd - (res.cost_nano_usd if r.mode == "hard" else 0))
             for b, r in zip(res.budgets, res.rules, strict=True)
         ]
-        try:
-            await self._counters.settle(
-                windows, budgets, res.slots, lease=ctx.request_id, taken_at=taken_at
-            )
-        except CountersUnavailable:
-            _log.error("settle_failed", request_id=ctx.request_id)
+        request_id = ctx.request_id
 
-    def _background(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        def failed(exc: BaseException) -> None:
+            _log.error("settle_failed", request_id=request_id, error=type(exc).__name__)
+
+        self._counters.settle_soon(
+            windows, budgets, res.slots, lease=request_id, taken_at=taken_at, failed=failed
+        )
 
 
 def _no_max_tokens(ctx: RequestContext) -> bool:

@@ -7,7 +7,7 @@ same calls; tests/counters_contract.py holds them to it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -90,6 +90,20 @@ class Counters(Protocol):
     ) -> None:
         """Add each delta (actual - reserved) to the window bucket of `taken_at` and to
         each budget, and release `lease` from each slot set."""
+        ...
+
+    def settle_soon(
+        self,
+        windows: Sequence[tuple[Window, int]],
+        budgets: Sequence[tuple[Budget, int]],
+        slots: Sequence[Slots],
+        *,
+        lease: str,
+        taken_at: float,
+        failed: Callable[[BaseException], None],
+    ) -> None:
+        """`settle` without waiting for it (it is applied now or sent in the background);
+        `failed` hears of it when it could not be applied."""
         ...
 
     async def extend(

@@ -123,6 +123,28 @@ class MemoryCounters:
         lease: str,
         taken_at: float,
     ) -> None:
+        self._settle(windows, budgets, slots, lease, taken_at)
+
+    def settle_soon(
+        self,
+        windows: Sequence[tuple[Window, int]],
+        budgets: Sequence[tuple[Budget, int]],
+        slots: Sequence[Slots],
+        *,
+        lease: str,
+        taken_at: float,
+        failed: Callable[[BaseException], None],
+    ) -> None:
+        self._settle(windows, budgets, slots, lease, taken_at)
+
+    def _settle(
+        self,
+        windows: Sequence[tuple[Window, int]],
+        budgets: Sequence[tuple[Budget, int]],
+        slots: Sequence[Slots],
+        lease: str,
+        taken_at: float,
+    ) -> None:
         bucket = math.floor(taken_at)
         for window, delta in windows:
             win = self._windows.get(window.key)

@@ -14,18 +14,14 @@ call's keys go to one Redis server: this is not a Redis Cluster client.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from redis.asyncio.connection import AbstractConnection, ConnectionPool
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import NoScriptError, ReadOnlyError
 
 from modelway.store.counters import (
     SLOTS_RETRY_AFTER,
@@ -37,13 +33,12 @@ from modelway.store.counters import (
     WindowState,
     window_reset,
 )
+from modelway.store.redis_wire import Arg, RedisWire, pack
 
 # Window hashes outlive their newest bucket by this much, so a replica whose clock runs
 # a little behind Redis's never finds a live window gone.
 _WINDOW_MARGIN_SECONDS = 30
 _SLOTS_MARGIN_SECONDS = 60
-
-Arg = bytes | str | int
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,106 +52,11 @@ class _Script:
         return cls(source, hashlib.sha1(source).hexdigest().encode())
 
 
-def _pack(*args: Arg) -> bytes:
-    """One command in the Redis protocol (RESP)."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(parts)
-
-
-class _StaleConnection(Exception):
-    """An idle connection turned out to be closed before the command reached Redis."""
-
-
-class _Connections:
-    """At most `size` redis-py connections, each carrying one command at a time.
-
-    redis-py's own client and pool spend more time per command (locks, health checks,
-    instrumentation) than the admission script takes in Redis, so the hot path packs
-    its command once and uses the connections directly.
-    """
-
-    def __init__(self, url: str, *, socket_timeout: float, size: int) -> None:
-        # The pool only turns the URL (TLS, unix socket, auth, db) into new connections.
-        self._factory = ConnectionPool.from_url(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
-        )
-        self._timeout = socket_timeout
-        self._idle: list[AbstractConnection] = []
-        self._free = asyncio.Semaphore(size)
-        self._closed = False
-
-    async def call(self, command: bytes) -> Any:
-        """Send one packed command and return its reply."""
-        if self._free.locked():
-            try:
-                async with asyncio.timeout(self._timeout):
-                    await self._free.acquire()
-            except TimeoutError as exc:
-                raise CountersUnavailable("redis: every connection is busy") from exc
-        else:
-            await self._free.acquire()
-        try:
-            try:
-                return await self._send(command, reuse=True)
-            except _StaleConnection:
-                # An idle connection died (Redis restarted, or closed it): the command
-                # was not run, so send it once more on a new one.
-                return await self._send(command, reuse=False)
-        except ReadOnlyError as exc:  # talking to a replica, during a failover
-            raise CountersUnavailable(f"redis: {exc}") from exc
-        finally:
-            self._free.release()
-
-    async def evalsha(self, script: _Script, keys: list[str], args: list[Arg]) -> Any:
-        command = _pack(b"EVALSHA", script.sha, len(keys), *keys, *args)
-        try:
-            return await self.call(command)
-        except NoScriptError:
-            await self.call(_pack(b"SCRIPT", b"LOAD", script.source))
-            return await self.call(command)
-
-    async def _send(self, command: bytes, *, reuse: bool) -> Any:
-        reused = reuse and bool(self._idle)
-        conn = self._idle.pop() if reused else self._factory.make_connection()  # type: ignore[no-untyped-call]
-        try:
-            if not conn.is_connected:
-                await conn.connect()
-            await conn.send_packed_command(command, check_health=False)
-            reply = await conn.read_response()
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            await conn.disconnect(nowait=True)
-            if reused and isinstance(exc, RedisConnectionError):
-                raise _StaleConnection from exc
-            raise CountersUnavailable(f"redis: {exc}") from exc
-        except ResponseError:
-            self._idle.append(conn)  # an error reply: the connection is still in step
-            raise
-        except BaseException:
-            # Cancelled mid-way: the reply may still arrive on this socket.
-            await conn.disconnect(nowait=True)
-            raise
-        if self._closed:
-            await conn.disconnect()
-        else:
-            self._idle.append(conn)
-        return reply
-
-    async def close(self) -> None:
-        self._closed = True
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            await conn.disconnect()
-        await self._factory.aclose()
-
-
 class RedisCounters:
     """`Counters` in Redis at `url`, every key under `prefix`.
 
-    A call that Redis does not answer within `socket_timeout` seconds (or while all
-    `max_connections` are busy) raises `CountersUnavailable`.
+    Calls share one pipelined connection (redis_wire.py); a call that Redis does not
+    answer within `socket_timeout` seconds raises `CountersUnavailable`.
     """
 
     def __init__(
@@ -166,11 +66,10 @@ class RedisCounters:
         prefix: str = "modelway:",
         lease_ttl: float = 3600.0,
         socket_timeout: float = 0.5,
-        max_connections: int = 64,
     ) -> None:
         self.prefix = prefix
         self.lease_ttl = lease_ttl
-        self._connections = _Connections(url, socket_timeout=socket_timeout, size=max_connections)
+        self._wire = RedisWire(url, timeout=socket_timeout)
         self._admit = _Script.load("redis_admit.lua")
         self._settle = _Script.load("redis_settle.lua")
         self._slots_ttl_ms = int((lease_ttl + _SLOTS_MARGIN_SECONDS) * 1000)
@@ -196,7 +95,7 @@ class RedisCounters:
         args += [s.limit for s in slots]
         for b in budgets:
             args += (b.limit, b.amount, b.ttl_seconds)
-        reply: list[int] = await self._connections.evalsha(self._admit, keys, args)
+        reply: list[int] = await self._evalsha(self._admit, keys, args)
         return _admission(reply, windows, slots, budgets, now)
 
     async def extend(
@@ -213,10 +112,42 @@ class RedisCounters:
         lease: str,
         taken_at: float,
     ) -> None:
+        command = self._settle_command(windows, budgets, slots, lease, taken_at)
+        if command is not None:
+            try:
+                await self._call(command)
+            except NoScriptError:
+                await self._call(pack(b"SCRIPT", b"LOAD", self._settle.source))
+                await self._call(command)
+
+    def settle_soon(
+        self,
+        windows: Sequence[tuple[Window, int]],
+        budgets: Sequence[tuple[Budget, int]],
+        slots: Sequence[Slots],
+        *,
+        lease: str,
+        taken_at: float,
+        failed: Callable[[BaseException], None],
+    ) -> None:
+        # Admissions load the scripts; a settle finding them gone (Redis restarted, so
+        # its counters are gone too) reports the failure rather than loading them.
+        command = self._settle_command(windows, budgets, slots, lease, taken_at)
+        if command is not None:
+            self._wire.send_soon(command, failed)
+
+    def _settle_command(
+        self,
+        windows: Sequence[tuple[Window, int]],
+        budgets: Sequence[tuple[Budget, int]],
+        slots: Sequence[Slots],
+        lease: str,
+        taken_at: float,
+    ) -> bytes | None:
         windows = [(w, delta) for w, delta in windows if delta]
         budgets = [(b, delta) for b, delta in budgets if delta]
         if not (windows or budgets or slots):
-            return
+            return None
         p = self.prefix
         keys = [p + w.key for w, _ in windows] + [p + b.key for b, _ in budgets]
         keys += [p + s.key for s in slots]
@@ -225,19 +156,31 @@ class RedisCounters:
             args += (delta, w.window_seconds + _WINDOW_MARGIN_SECONDS)
         for b, delta in budgets:
             args += (delta, b.ttl_seconds)
-        await self._connections.evalsha(self._settle, keys, args)
+        return pack(b"EVALSHA", self._settle.sha, len(keys), *keys, *args)
 
     async def seed_budget(self, key: str, spent: int, ttl_seconds: int) -> None:
-        await self._connections.call(
-            _pack(b"SET", self.prefix + key, spent, b"EX", ttl_seconds, b"NX")
-        )
+        await self._call(pack(b"SET", self.prefix + key, spent, b"EX", ttl_seconds, b"NX"))
 
     async def budget_spent(self, key: str) -> int | None:
-        value = await self._connections.call(_pack(b"GET", self.prefix + key))
+        value = await self._call(pack(b"GET", self.prefix + key))
         return None if value is None else int(value)
 
     async def close(self) -> None:
-        await self._connections.close()
+        await self._wire.close()
+
+    async def _call(self, command: bytes) -> Any:
+        try:
+            return await self._wire.call(command)
+        except ReadOnlyError as exc:  # talking to a replica, during a failover
+            raise CountersUnavailable(f"redis: {exc}") from exc
+
+    async def _evalsha(self, script: _Script, keys: list[str], args: list[Arg]) -> Any:
+        command = pack(b"EVALSHA", script.sha, len(keys), *keys, *args)
+        try:
+            return await self._call(command)
+        except NoScriptError:
+            await self._call(pack(b"SCRIPT", b"LOAD", script.source))
+            return await self._call(command)
 
 
 def _admission(
