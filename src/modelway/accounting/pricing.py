@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from types import MappingProxyType
 
@@ -28,6 +28,23 @@ class Price:
     input: Decimal
     output: Decimal
     cached_input: Decimal | None = None
+    # Nano-USD per input, cached input and output token when all are whole numbers.
+    nano_rates: tuple[int, int, int] | None = field(
+        init=False, default=None, compare=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nano_rates", _whole_nano_rates(self))
+
+
+def _whole_nano_rates(price: Price) -> tuple[int, int, int] | None:
+    """Nano-USD per token for input, cached input and output, when all are whole numbers
+    (a price per million with at most three decimals)."""
+    cached = price.input if price.cached_input is None else price.cached_input
+    rates = [rate * _NANO_PER_MICRO for rate in (price.input, cached, price.output)]
+    if any(rate != rate.to_integral_value() for rate in rates):
+        return None
+    return int(rates[0]), int(rates[1]), int(rates[2])
 
 
 DEFAULT_PRICES: Mapping[str, Price] = MappingProxyType(
@@ -138,7 +155,7 @@ def cost_nano_usd(
     prompt_tokens = max(prompt_tokens, 0)
     completion_tokens = max(completion_tokens, 0)
     cached_tokens = min(max(cached_tokens, 0), prompt_tokens)
-    rates = _whole_nano_rates(price)
+    rates = price.nano_rates
     if rates is not None:  # the common case: integer arithmetic, same result
         per_input, per_cached, per_output = rates
         return (
@@ -155,17 +172,6 @@ def cost_nano_usd(
             + completion_tokens * price.output
         )
         return int((micro * _NANO_PER_MICRO).to_integral_value(ROUND_HALF_UP))
-
-
-@functools.lru_cache(maxsize=1024)
-def _whole_nano_rates(price: Price) -> tuple[int, int, int] | None:
-    """Nano-USD per token for input, cached input and output, when all are whole numbers
-    (a price per million with at most three decimals)."""
-    cached = price.input if price.cached_input is None else price.cached_input
-    rates = [rate * _NANO_PER_MICRO for rate in (price.input, cached, price.output)]
-    if any(rate != rate.to_integral_value() for rate in rates):
-        return None
-    return int(rates[0]), int(rates[1]), int(rates[2])
 
 
 @functools.lru_cache(maxsize=1024)
