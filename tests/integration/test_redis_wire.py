@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 import uuid
@@ -14,10 +15,11 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.connection import parse_url
 from redis.exceptions import ResponseError
 
 from modelway.store.counters import CountersUnavailable
-from modelway.store.redis_wire import RedisWire, pack
+from modelway.store.redis_wire import RedisWire, _tls, pack
 
 
 def redis_url() -> str:
@@ -150,3 +152,12 @@ async def test_a_server_that_stops_answering_fails_every_waiting_call() -> None:
     finally:
         await wire.close()
         hold.close()
+
+
+def test_tls_settings_come_from_the_url() -> None:
+    assert _tls(dict(parse_url("redis://h:6379/0"))) is None
+    strict = _tls(dict(parse_url("rediss://h:6380/0")))
+    assert strict is not None and strict.verify_mode == ssl.CERT_REQUIRED and strict.check_hostname
+    relaxed = _tls(dict(parse_url("rediss://h:6380/0?ssl_cert_reqs=none")))
+    assert relaxed is not None and relaxed.verify_mode == ssl.CERT_NONE
+    assert _tls(dict(parse_url("unix:///tmp/r.sock"))) is None
