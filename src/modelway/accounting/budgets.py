@@ -11,7 +11,7 @@ from modelway.access.principal import BudgetRule
 _TOTAL_TTL = 10 * 365 * 86400
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per request: not frozen, see store/counters.py
 class BudgetWindow:
     key: str  # the counter of this rule in this period
     start: datetime | None  # None for an all-time budget

@@ -23,7 +23,7 @@ class GroupMeter:
     max_price: Price | None  # the dearest deployment's, for budget reservations
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per request: not frozen, see store/counters.py
 class Spent:
     prompt_tokens: int
     completion_tokens: int

@@ -17,7 +17,7 @@ from modelway.store.counters import Admission, Budget, Slots, Window, WindowStat
 UNBOUNDED = 2**62
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per request: not frozen, see store/counters.py
 class WindowRole:
     scope: str  # "key" or "team"
     owner: str

@@ -14,8 +14,12 @@ from typing import Protocol
 # Slot sets refuse without knowing when a lease will be released: ask again soon.
 SLOTS_RETRY_AFTER = 1.0
 
+# The value types below are built several times per request; they are not frozen because
+# a frozen dataclass's __init__ costs three times as much (object.__setattr__ per field).
+# Nothing changes them after construction.
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class Window:
     """A sliding-window quota: at most `limit` units in any `window_seconds` seconds."""
 
@@ -25,7 +29,7 @@ class Window:
     window_seconds: int = 60
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Slots:
     """A concurrency limit: at most `limit` leases held at once."""
 
@@ -33,7 +37,7 @@ class Slots:
     limit: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Budget:
     """Spend in integer nano-USD within one period (the period is part of `key`)."""
 
@@ -43,7 +47,7 @@ class Budget:
     ttl_seconds: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WindowState:
     """What a window looks like after an admission (or now, when it was refused)."""
 
@@ -52,7 +56,7 @@ class WindowState:
     reset_seconds: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Admission:
     allowed: bool
     denied_key: str | None
