@@ -15,7 +15,7 @@ import pytest
 from modelway.guardrails import injection_rules
 from modelway.guardrails.injection import InjectionDetector
 from modelway.guardrails.injection_model import WEIGHTS_FILE, InjectionModel, features
-from modelway.guardrails.unicode_hygiene import clean, hidden_ascii, smuggled
+from modelway.guardrails.unicode_hygiene import clean, hidden_ascii, removable_runs, smuggled
 
 
 def tags(text: str) -> str:
@@ -191,6 +191,7 @@ def test_clean_removes_smuggling_characters_and_keeps_real_text() -> None:
     cleaned, removed = clean(dirty)
     assert cleaned == "abcdevilx!"
     assert removed == len(dirty) - len(cleaned)
+    assert clean(dirty, removable_runs(dirty)) == (cleaned, removed)
     kinds = {f.rule for f in smuggled(dirty)}
     assert kinds == {"zero_width", "bidi_control", "tag_characters", "control_character"}
     assert all(f.entity == "unicode_smuggling" for f in smuggled(dirty))

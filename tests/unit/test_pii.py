@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib.machinery
 import itertools
+import re
 import sys
 import types
+from collections.abc import Iterable
 
 import pytest
 
+from modelway.guardrails import pii
 from modelway.guardrails.pii import STRUCTURED_ENTITIES, PIIDetector, luhn_ok
 
 
@@ -255,3 +258,50 @@ def test_presidio_absent_is_silent(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "presidio_analyzer", None)  # import fails
     assert PIIDetector().entities == frozenset(STRUCTURED_ENTITIES)
     assert found(PIIDetector(["person", "email"]), "Jane Doe, j@d.de") == [("email", "j@d.de")]
+
+
+# E-mails and IPv6 addresses are searched only around "@" and ":" (in the runs of the
+# characters they can hold), IBANs with the look-behind after the first letter, numeric
+# runs with an ASCII pattern on ASCII text: each must find what a plain scan finds.
+TRICKY = [
+    "a@b@c.com x@y.z@w.org a.@b.co _a@b.io -x@y.io %a@b.io a@b.c0m a@-b.com",
+    "mail:bob@example.org;carol@example.org.,dave@example.org-x eve@example.org.uk.",
+    "@@ a@ @b.com a@@b.com first.last+tag@sub-domain.example.co.uk",
+    "x" * 70 + "@example.com " + "y@" + "z" * 70 + ".com",
+    "2001:db8::1 fe80::1%eth0 ::ffff:192.0.2.1 12:30:45 a:b:c Note: see: here ::",
+    "dead:beef:cafe::1/64, [2001:db8::2]:443 \u0661:\u0662:\u0663 1::2::3 :::: 2001:db8::2:1.",
+    "DE89 3704 0044 0532 0130 00 XDE89370400440532013000 GB82WEST12345698765432",
+    "_GB82WEST12345698765432 GB82 WEST 1234 5698 7654 32EUR",
+    "call +1 (415) 555-2671, 4111-1111-1111-1111 or 123-45-6789 at 10.0.0.1 (x) + 12",
+]
+
+
+OLD_IBAN = r"(?<!\w)[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])"
+
+
+def spans(matches: Iterable[re.Match[str]]) -> list[tuple[int, int]]:
+    return [m.span() for m in matches]
+
+
+@pytest.mark.parametrize("text", TRICKY)
+def test_local_searches_find_what_a_scan_of_the_whole_text_finds(text: str) -> None:
+    at_signs = pii._runs_with(text, "@", pii._EMAIL_CHARS)
+    assert spans(pii._within(pii._EMAIL, text, at_signs)) == spans(pii._EMAIL.finditer(text))
+    colons = pii._runs_with(text, ":", pii._IPV6_CHARS)
+    two = [(s, e) for s, e in colons if text.count(":", s, e) > 1]
+    whole = spans(pii._IPV6.finditer(text))
+    assert spans(pii._within(pii._IPV6, text, colons)) == spans(pii._within(pii._IPV6, text, two))
+    assert spans(pii._within(pii._IPV6, text, two)) == whole
+    assert spans(pii._IBAN.finditer(text)) == spans(re.finditer(OLD_IBAN, text))
+    if text.isascii():
+        ascii_runs = spans(pii._NUMERIC_RUN_ASCII.finditer(text))
+        assert ascii_runs == spans(pii._NUMERIC_RUN.finditer(text))
+
+
+def test_emails_and_ipv6_around_their_marks(detector: PIIDetector) -> None:
+    text = "a@b@c.com, x.y@ex.org. Host 2001:db8::1 at 12:30:45 (note: fine)"
+    assert found(detector, text) == [
+        ("email", "b@c.com"),
+        ("email", "x.y@ex.org"),
+        ("ip_address", "2001:db8::1"),
+    ]

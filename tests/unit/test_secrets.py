@@ -9,6 +9,7 @@ import string
 
 import pytest
 
+from modelway.guardrails import secrets as secrets_module
 from modelway.guardrails.secrets import KINDS, SecretsDetector, shannon_entropy
 
 _RNG = random.Random(7)
@@ -157,3 +158,13 @@ def test_letters_only_keys_need_more_entropy(detector: SecretsDetector) -> None:
     ]
     assert [f.rule for f in detector.find(f"client_secret: {key}")] == ["generic_secret"]
     assert detector.find("secret_class = AbstractSingletonProxyFactoryBean") == []
+
+
+def test_triggers_are_found_in_any_case_and_gate_only_their_rule() -> None:
+    for rule in secrets_module.RULES:
+        assert set(rule.triggers) <= set(secrets_module._TRIGGERS.words), rule.kind
+    key = "AKIA" + rnd(16, string.ascii_uppercase + string.digits)
+    aws = "aws_secret_access_key = " + rnd(40)
+    found = SecretsDetector().find(f"Id {key}; {aws.upper()[:24]}{aws[24:]}")
+    assert [f.rule for f in found] == ["aws_access_key_id", "aws_secret_access_key"]
+    assert SecretsDetector().find(f"{key[:-1]} and a short run") == []

@@ -13,6 +13,11 @@ training and serving cannot drift):
   L2-normalised. Buckets are de-duplicated through a scratch table, not by sorting, so
   scoring is a few array passes and a gather.
 
+The hashing is a few dozen whole-array numpy operations, each costing a few µs whatever
+its size, so the code keeps their number down; `tests/unit/test_injection_features.py`
+checks every bucket against a plain-Python reference of the definition above (the
+shipped weights are valid only as long as no bucket moves).
+
 Long texts are scored in windows of `window` characters `stride` apart and the score is
 the highest window's probability; the model is trained on the same windows, so a long
 benign document is not penalised for its length and an instruction buried in the middle
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -39,22 +45,44 @@ U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_PRIME = np.uint64(0x100000001B3)
-_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+
+def _u64(value: int) -> U64:
+    # A 0-d array rather than a np.uint64 scalar: numpy resolves it faster in an operation
+    # (which, for arrays of a few thousand elements, is much of the cost of one).
+    return np.array(value & 0xFFFFFFFFFFFFFFFF, dtype=np.uint64)
+
+
+_M1 = _u64(0xBF58476D1CE4E5B9)
+_M2 = _u64(0x94D049BB133111EB)
+_PRIME = _u64(0x100000001B3)
+_ONE = _u64(1)
+_S30, _S27, _S31 = _u64(30), _u64(27), _u64(31)
 _GOLDEN = 0x9E3779B97F4A7C15
 
 
-def _salt(kind: int) -> np.uint64:
+def _salt(kind: int) -> U64:
     """Per n-gram kind (1-9 words, 10+n characters), so a word and a 3-gram differ."""
-    return np.uint64(_GOLDEN * kind & 0xFFFFFFFFFFFFFFFF)
+    return _u64(_GOLDEN * kind)
 
 
-_WORD_ASCII = np.zeros(129, dtype=bool)
-_WORD_ASCII[[ord(c) for c in "abcdefghijklmnopqrstuvwxyz0123456789_"]] = True
-_WORD_ASCII[128] = True  # any non-ASCII character, unless punctuation (below)
+_NO_SPANS = np.zeros(0, dtype=np.int64)
+
+
 _PUNCT_BLOCKS = ((0x2000, 0x206F), (0x3000, 0x303F), (0xFE30, 0xFE4F), (0xFF00, 0xFF0F))
+
+
+def _word_table() -> npt.NDArray[np.bool_]:
+    # Indexed by code point up to U+FFFF; every block of punctuation lies below it, so a
+    # code point beyond it is looked up at U+FFFF, which is a word character.
+    table = np.ones(0x10000, dtype=bool)
+    table[:128] = False
+    table[[ord(c) for c in "abcdefghijklmnopqrstuvwxyz0123456789_"]] = True
+    for lo, hi in _PUNCT_BLOCKS:
+        table[lo : hi + 1] = False
+    return table
+
+
+_WORD_CHAR = _word_table()
 
 
 def _mix(z: U64) -> U64:
@@ -65,10 +93,11 @@ def _mix(z: U64) -> U64:
 
 def _positions_weights() -> U64:
     # Fixed odd multipliers per position in a word: splitmix64 of 1..64.
-    return _mix(np.arange(1, 65, dtype=np.uint64)) | np.uint64(1)
+    return _mix(np.arange(1, 65, dtype=np.uint64)) | _ONE
 
 
 _POS = _positions_weights()
+_LAST_POS = np.array(len(_POS) - 1, dtype=np.int64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,60 +133,100 @@ class _Grams:
     kinds: list[tuple[int, I64, I64]]  # (offset into buckets, starts, ends); empty if unasked
 
 
+_ASCII_SPACES = str.maketrans(dict.fromkeys("\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f", " "))
+_SPACE_RUN = re.compile("  +")
+
+
 def normalise(text: str) -> str:
     """Lower-case, one space per whitespace run, a space at each end."""
+    if text.isascii():  # the same as below, without a string per word
+        spaced = _SPACE_RUN.sub(" ", text.lower().translate(_ASCII_SPACES)).strip(" ")
+        return " " + spaced + " " if spaced else "  "
     return " " + " ".join(text.lower().split()) + " "
 
 
-def _word_hashes(codes: I64) -> tuple[U64, I64, I64]:
-    is_word = _WORD_ASCII[np.minimum(codes, 128)]
-    for lo, hi in _PUNCT_BLOCKS:
-        is_word &= (codes < lo) | (codes > hi)
-    edges = np.diff(is_word.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+def _codes(norm: str) -> tuple[U64, npt.NDArray[np.bool_]]:
+    """Code points of `norm`, and which of them are word characters."""
+    if norm.isascii():
+        small: npt.NDArray[np.uint8] = np.frombuffer(norm.encode("ascii"), dtype=np.uint8)
+        return small.astype(np.uint64), _WORD_CHAR.take(small)
+    wide = np.frombuffer(norm.encode("utf-32-le"), dtype=np.uint32)
+    return wide.astype(np.uint64), _WORD_CHAR.take(np.minimum(wide, 0xFFFF))
+
+
+def _word_hashes(codes: U64, is_word: npt.NDArray[np.bool_]) -> tuple[U64, I64, I64]:
+    """Per word: the sum of (code point + 1) * _POS[position in word, at most 63], and
+    where the word starts and ends."""
+    # (ufunc and ndarray methods rather than np.flatnonzero, np.cumsum or np.repeat: for a
+    # few hundred words, the overhead of a call is most of its cost)
+    padded = np.zeros(len(codes) + 2, dtype=bool)
+    padded[1:-1] = is_word
+    edges = (padded[1:] != padded[:-1]).nonzero()[0]  # start, end, start, end, ...
+    starts, ends = edges[0::2], edges[1::2]
     if len(starts) == 0:
         return np.zeros(0, dtype=np.uint64), starts, ends
-    inside = np.flatnonzero(is_word)
-    word_of = np.cumsum(edges[:-1] == 1)[inside] - 1
-    pos = np.minimum(inside - starts[word_of], 63)
-    parts = (codes[inside].astype(np.uint64) + np.uint64(1)) * _POS[pos]
-    offsets = np.concatenate(([0], np.cumsum(ends - starts)[:-1]))
-    return np.add.reduceat(parts, offsets), starts, ends
+    lengths = ends - starts
+    first = np.add.accumulate(lengths)
+    pos = np.arange(int(first[-1]))  # one per word character
+    first -= lengths  # where each word's characters begin among all word characters
+    pos -= first.repeat(lengths)  # the character's position in its word
+    np.minimum(pos, _LAST_POS, out=pos)
+    parts = codes[is_word]
+    parts += _ONE
+    parts *= _POS[pos]
+    return np.add.reduceat(parts, first), starts, ends
+
+
+def _mix_to_buckets(z: U64, bits: int) -> I64:
+    """`_mix(z) >> (64 - bits)` as int64, in place. Its last step, z ^ (z >> 31), leaves
+    the top 31 bits as they are, so for bits <= 31 it is skipped."""
+    tmp = np.empty_like(z)
+    for shift, factor in ((_S30, _M1), (_S27, _M2)):
+        np.right_shift(z, shift, out=tmp)
+        z ^= tmp
+        z *= factor
+    if bits > 31:
+        np.right_shift(z, _S31, out=tmp)
+        z ^= tmp
+    z >>= _u64(64 - bits)
+    return z.view(np.int64)
 
 
 def _grams(norm: str, config: FeatureConfig, spans: bool) -> _Grams:
-    codes = np.frombuffer(norm.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
-    hashes: list[U64] = []
-    kinds: list[tuple[int, I64, I64]] = []
-    offset = 0
-
-    def add(h: U64, kind: int, starts: I64 | None, ends: I64 | None) -> None:
-        nonlocal offset
-        hashes.append(h ^ _salt(kind))
-        if spans and starts is not None and ends is not None:
-            kinds.append((offset, starts, ends))
-        offset += len(h)
-
-    words, starts, ends = _word_hashes(codes)
+    codes, is_word = _codes(norm)
+    words, starts, ends = _word_hashes(codes, is_word)
+    n_words, n_chars = len(words), len(codes)
+    kinds: list[tuple[int, int, I64, I64]] = []  # (kind, count, starts, ends), in order
     lo, hi = config.word_ngrams
-    if lo <= 1 <= hi and len(words):
-        add(words, 1, starts, ends)
-    if lo <= 2 <= hi and len(words) > 1:
-        add(words[:-1] * _PRIME + words[1:], 2, starts[:-1], ends[1:])
+    if lo <= 1 <= hi and n_words:
+        kinds.append((1, n_words, starts, ends))
+    if lo <= 2 <= hi and n_words > 1:
+        kinds.append((2, n_words - 1, starts[:-1], ends[1:]))
     lo, hi = config.char_ngrams
-    c64 = codes.astype(np.uint64)
-    h = c64
-    for n in range(2, hi + 1):
-        if len(codes) < n:
-            break
-        h = h[:-1] * _PRIME + c64[n - 1 :]
-        if n >= lo:
-            first = np.arange(len(h), dtype=np.int64) if spans else None
-            add(h, 10 + n, first, None if first is None else first + n)
-    if not hashes:
-        return _Grams(np.zeros(0, dtype=np.int64), kinds)
-    buckets = (_mix(np.concatenate(hashes)) >> np.uint64(64 - config.bits)).astype(np.int64)
-    return _Grams(buckets, kinds)
+    for n in range(max(lo, 2), min(hi, n_chars) + 1):
+        first = np.arange(n_chars - n + 1, dtype=np.int64) if spans else _NO_SPANS
+        kinds.append((10 + n, n_chars - n + 1, first, first + n))
+    if not kinds:
+        return _Grams(np.zeros(0, dtype=np.int64), [])
+    # One buffer holds every kind's hashes, so that salting and mixing are a few passes.
+    hashes = np.empty(sum(k[1] for k in kinds), dtype=np.uint64)
+    offsets = np.cumsum([0] + [k[1] for k in kinds]).tolist()
+    part = {k[0]: hashes[at : at + k[1]] for at, k in zip(offsets, kinds, strict=False)}
+    if 1 in part:
+        part[1][:] = words
+    if 2 in part:
+        np.multiply(words[:-1], _PRIME, out=part[2])
+        part[2] += words[1:]
+    h = codes  # character n-grams: h(n) = h(n - 1)[:-1] * _PRIME + codes[n - 1:]
+    for n in range(2, min(hi, n_chars) + 1):
+        h = np.multiply(h[:-1], _PRIME, out=part.get(10 + n))
+        h += codes[n - 1 :]
+    for kind, hashed in part.items():
+        hashed ^= _salt(kind)
+    buckets = _mix_to_buckets(hashes, config.bits)
+    if not spans:
+        return _Grams(buckets, [])
+    return _Grams(buckets, [(at, k[2], k[3]) for at, k in zip(offsets, kinds, strict=False)])
 
 
 def _window_starts(length: int, config: FeatureConfig) -> list[int]:
@@ -168,30 +237,29 @@ def _window_starts(length: int, config: FeatureConfig) -> list[int]:
     return [round(i * last / (count - 1)) for i in range(count)]
 
 
-def _segments(text: str, config: FeatureConfig) -> list[tuple[_Grams, I64, I64]]:
-    """(n-grams, window starts, window ends) per hashed stretch of the text; a stretch
-    with one window carries no spans (all its n-grams are in it)."""
+Bounds = tuple[I64, I64]  # the windows of one hashed stretch: starts, ends
+
+
+def _segments(text: str, config: FeatureConfig) -> list[tuple[_Grams, Bounds | None]]:
+    """(n-grams, window bounds) per hashed stretch of the text; a stretch that is one
+    window has no bounds and no spans (all its n-grams are in it)."""
     norm = normalise(text)
     starts = _window_starts(len(norm), config)
     if len(starts) == 1:
-        return [(_grams(norm, config, False), np.zeros(1, np.int64), np.ones(1, np.int64))]
+        return [(_grams(norm, config, False), None)]
     if len(norm) <= config.one_pass_chars:
         a = np.array(starts, dtype=np.int64)
-        b = np.minimum(a + config.window, len(norm))
-        return [(_grams(norm, config, True), a, b)]
-    one = (np.zeros(1, np.int64), np.ones(1, np.int64))
-    return [(_grams(norm[s : s + config.window], config, False), *one) for s in starts]
+        return [(_grams(norm, config, True), (a, np.minimum(a + config.window, len(norm))))]
+    return [(_grams(norm[s : s + config.window], config, False), None) for s in starts]
 
 
-def _window_ranges(grams: _Grams, a: I64, b: I64) -> list[tuple[I64, I64]]:
+def _window_ranges(grams: _Grams, a: I64, b: I64) -> list[tuple[list[int], list[int]]]:
     """Per kind, the [first, last) indices into `grams.buckets` of each window's n-grams."""
-    if not grams.kinds:
-        return [(np.zeros(1, np.int64), np.full(1, len(grams.buckets), np.int64))]
     out = []
     for offset, starts, ends in grams.kinds:
         first = np.searchsorted(starts, a, side="left")
         last = np.maximum(np.searchsorted(ends, b, side="right"), first)
-        out.append((first + offset, last + offset))
+        out.append(((first + offset).tolist(), (last + offset).tolist()))
     return out
 
 
@@ -209,9 +277,12 @@ def features(text: str, config: FeatureConfig) -> list[I64]:
     bucket has value 1 / sqrt(number of distinct buckets): a binary, L2-normalised vector."""
     scratch = np.empty(1 << config.bits, dtype=np.int32)
     out = []
-    for grams, a, b in _segments(text, config):
-        ranges = _window_ranges(grams, a, b)
-        for j in range(len(a)):
+    for grams, bounds in _segments(text, config):
+        if bounds is None:
+            out.append(_distinct(grams.buckets, scratch))
+            continue
+        ranges = _window_ranges(grams, *bounds)
+        for j in range(len(bounds[0])):
             parts = [grams.buckets[first[j] : last[j]] for first, last in ranges]
             out.append(_distinct(np.concatenate(parts), scratch))
     return out

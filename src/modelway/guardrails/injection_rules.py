@@ -18,10 +18,11 @@ data labels it benign. A lone `</s>` is HTML strike-through; "System: Ubuntu" is
 report; neither is a rule.
 
 Speed: Python's `re` tries an alternation at every position, about 1-4 ms per rule on
-20,000 characters. So each rule names the words it starts with (`triggers`); they are
-found in a lower-cased copy with `str.find` and the rule's pattern is tried only there.
-Rules whose pattern is cheap everywhere (`anchored=False`) run over the whole text once
-one of their triggers occurs. Patterns are written for lower-case text unless `cased`.
+20,000 characters. So each rule names the words it starts with (`triggers`); one
+Aho-Corasick pass over a lower-cased copy finds every trigger (and every `requires`
+word) and the rule's pattern is tried only where one starts. Rules whose pattern is cheap
+everywhere (`anchored=False`) run over the whole text once one of their triggers occurs.
+Patterns are written for lower-case text unless `cased`.
 `match` sees the text as given; `InjectionDetector` folds look-alikes and strips
 invisible characters first.
 """
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 
 from modelway.guardrails.findings import Finding
 from modelway.guardrails.injection_payloads import blobs, decode
+from modelway.guardrails.keywords import Keywords
 
 ENTITY = "injection"
 
@@ -78,8 +80,7 @@ class Rule:
     pattern: re.Pattern[str]
     anchored: bool = True
     cased: bool = False  # match the original text, not the lower-cased copy
-    requires: tuple[str, ...] = ()  # lower-case; a match contains at least one
-    ascii_triggers: tuple[str, ...] = ()  # the triggers an ASCII text can contain
+    requires: frozenset[str] = frozenset()  # lower-case; a match contains at least one
 
 
 def _r(
@@ -93,11 +94,9 @@ def _r(
     flags: int = 0,
     requires: str = "",
 ) -> Rule:
-    needs = tuple(requires.split("|")) if requires else ()
-    starts = tuple(triggers.split("|"))
-    ascii_starts = tuple(t for t in starts if t.isascii())
+    needs = frozenset(requires.split("|")) if requires else frozenset()
     compiled = re.compile(pattern, flags)
-    return Rule(name, family, starts, compiled, anchored, cased, needs, ascii_starts)
+    return Rule(name, family, tuple(triggers.split("|")), compiled, anchored, cased, needs)
 
 
 _DIRECTIVE_WORDS = (
@@ -317,7 +316,7 @@ RULES: tuple[Rule, ...] = (
     _r(
         "template_token",
         "delimiter_injection",
-        "<||<start_of_turn>|<end_of_turn>|<<|[inst]|[/inst]|</s>",
+        "<|[inst]|[/inst]",  # every alternative starts with one of these
         r"<\|(?:im_start|im_end|im_sep|system|user|assistant|endoftext|eot_id|start_header_id|"
         r"end_header_id|begin_of_text|end_of_text|eom_id|start|end|message|channel)\|>"
         r"|<(?:start_of_turn|end_of_turn)>|<<\s*/?sys\s*>>|\[/?inst\]|</s>\s*<s>",
@@ -343,6 +342,12 @@ _ROT13_HINTS = ("vtaber", "qvfertneq", "vafgehpgvba", "flfgrz cebzcg", "qb nalgu
 _REVERSED_HINTS = ("erongi", "drageresid", "snoitcurtsni", "tpmorp metsys", "won gnihtyna od")
 
 
+_KEYWORDS = Keywords(
+    [w for rule in RULES for w in (*rule.triggers, *rule.requires)]
+    + [*_ROT13_HINTS, *_REVERSED_HINTS]
+)
+
+
 def _lower(text: str) -> str:
     low = text.lower()
     if len(low) == len(text):
@@ -350,47 +355,25 @@ def _lower(text: str) -> str:
     return "".join(c.lower() if len(c.lower()) == 1 else c for c in text)  # keep offsets
 
 
-def _positions(low: str, triggers: tuple[str, ...], seen: dict[str, list[int]]) -> list[int]:
-    found: set[int] = set()
-    for trigger in triggers:
-        at = seen.get(trigger)
-        if at is None:
-            at = seen[trigger] = []
-            i = low.find(trigger)
-            while i != -1:
-                at.append(i)
-                i = low.find(trigger, i + 1)
-        found.update(at)
-    return sorted(found)
-
-
-def _present(low: str, word: str, cache: dict[str, bool]) -> bool:
-    found = cache.get(word)
-    if found is None:
-        found = cache[word] = word in low
-    return found
-
-
-def _plain(text: str, low: str) -> list[Finding]:
+def _plain(text: str, low: str, words: dict[str, list[int]]) -> list[Finding]:
+    """`words`: `_KEYWORDS.find(low)`."""
     found = []
-    seen: dict[str, list[int]] = {}
-    present: dict[str, bool] = {}
-    ascii_only = low.isascii()
     for rule in RULES:
-        if rule.requires and not any(_present(low, w, present) for w in rule.requires):
+        if rule.requires and rule.requires.isdisjoint(words):
             continue
         source = text if rule.cased else low
         confidence = CONFIDENCE[rule.family]
-        triggers = rule.ascii_triggers if ascii_only else rule.triggers
+        starts = [words[t] for t in rule.triggers if t in words]
+        if not starts:
+            continue
         if not rule.anchored:
-            if any(t in low for t in triggers):
-                found += [
-                    Finding(ENTITY, m.start(), m.end(), confidence, rule.family)
-                    for m in rule.pattern.finditer(source)
-                ]
+            found += [
+                Finding(ENTITY, m.start(), m.end(), confidence, rule.family)
+                for m in rule.pattern.finditer(source)
+            ]
             continue
         end = -1
-        for i in _positions(low, triggers, seen):
+        for i in sorted(set().union(*starts)) if len(starts) > 1 else starts[0]:
             if i < end:
                 continue
             m = rule.pattern.match(source, i)
@@ -402,23 +385,26 @@ def _plain(text: str, low: str) -> list[Finding]:
 
 def _any_rule(text: str, depth: int) -> bool:
     low = _lower(text)
-    return bool(_plain(text, low) or (depth > 0 and _encoded(text, low, depth - 1)))
+    words = _KEYWORDS.find(low)
+    return bool(_plain(text, low, words) or (depth > 0 and _encoded(text, low, words, depth - 1)))
 
 
-def _encoded(text: str, low: str, depth: int) -> list[Finding]:
+def _encoded(text: str, low: str, words: dict[str, list[int]], depth: int) -> list[Finding]:
     found = []
     score = CONFIDENCE["encoded_payload"]
     for m in blobs(text):
         decoded = decode(m.group())
         if decoded and _any_rule(decoded, depth):
             found.append(Finding(ENTITY, m.start(), m.end(), score, "encoded_payload"))
-    if any(h in low for h in _ROT13_HINTS):
+    if any(h in words for h in _ROT13_HINTS):
         rot = codecs.encode(text, "rot13")
-        for f in _plain(rot, _lower(rot)):
+        rot_low = _lower(rot)
+        for f in _plain(rot, rot_low, _KEYWORDS.find(rot_low)):
             found.append(Finding(ENTITY, f.start, f.end, score, "encoded_payload"))
-    if any(h in low for h in _REVERSED_HINTS):
+    if any(h in words for h in _REVERSED_HINTS):
         n = len(text)
-        for f in _plain(text[::-1], low[::-1]):
+        reversed_low = low[::-1]
+        for f in _plain(text[::-1], reversed_low, _KEYWORDS.find(reversed_low)):
             found.append(Finding(ENTITY, n - f.end, n - f.start, score, "encoded_payload"))
     return found
 
@@ -426,5 +412,6 @@ def _encoded(text: str, low: str, depth: int) -> list[Finding]:
 def match(text: str) -> list[Finding]:
     """Every rule hit as an `injection` finding, `rule` = family, ordered by position."""
     low = _lower(text)
-    found = _plain(text, low) + _encoded(text, low, depth=1)
+    words = _KEYWORDS.find(low)
+    found = _plain(text, low, words) + _encoded(text, low, words, depth=1)
     return sorted(found, key=lambda f: (f.start, f.end, f.rule or ""))

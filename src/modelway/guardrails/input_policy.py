@@ -9,7 +9,7 @@ from modelway.config_guardrails import InputPolicy
 from modelway.guardrails.anonymizer import Placeholders
 from modelway.guardrails.detectors import Detectors
 from modelway.guardrails.findings import Finding
-from modelway.guardrails.unicode_hygiene import clean, hidden_ascii, smuggled
+from modelway.guardrails.unicode_hygiene import clean, hidden_ascii, removable_runs, smuggled
 
 # Stronger actions win when findings of one text call for several.
 _STRENGTH: dict[str, int] = {
@@ -53,8 +53,9 @@ class InputChecks:
                 verdict.blocked = "invisible or control characters that can hide instructions"
                 verdict.note("unicode:block")
                 return text
-            hidden = hidden_ascii(text)  # instructions smuggled in tag characters
-            text, removed = clean(text)
+            runs = removable_runs(text)
+            hidden = hidden_ascii(text, runs)  # instructions smuggled in tag characters
+            text, removed = clean(text, runs)
             if removed:
                 verdict.note("unicode:strip")
             scanned = text + "\n" + hidden if hidden else text

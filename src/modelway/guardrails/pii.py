@@ -46,13 +46,20 @@ _EMAIL = re.compile(
 )
 _PHONE_CANDIDATE = re.compile(r"(?<![\w+])(?:\(?\+ ?)?\(?\d[\d ().\-/]{5,24}\d(?!\d)")
 _CARD = re.compile(r"(?<![\w.+\-/])\d(?:[ -]?\d){12,18}(?!\w|[-.]\d)")
-_IBAN = re.compile(r"(?<!\w)[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
+# "(?<!\w)[A-Z]{2}...", with the look-behind after the first letter so that `re` can skip
+# ahead to an upper-case letter instead of trying the look-behind at every position.
+_IBAN = re.compile(r"[A-Z](?<!\w[A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
 _SSN = re.compile(r"(?<![\w\-.])(\d{3})([- ])(\d{2})\2(\d{4})(?!\w|[-.]\d)")
 _SSN_BARE = re.compile(r"(?<![\w\-.])(\d{3})(\d{2})(\d{4})(?!\w|[-.]\d)")
 _SSN_CONTEXT = re.compile(r"\b(?:ssn|ss#|social security)\b")
 # Every character a card, SSN, IPv4 or phone match can hold: those patterns only match
 # inside such a run, so they are run there alone rather than over the whole text.
 _NUMERIC_RUN = re.compile(r"[\d+(][\d .\-/()+]*")
+_NUMERIC_RUN_ASCII = re.compile(r"[0-9+(][\d .\-/()+]*")  # the same on ASCII text, faster
+# Every character an e-mail match (or an IPv6 one) can hold: matches lie inside runs of
+# them that contain "@" (or two ":"), which `_runs_with` finds from those characters.
+_EMAIL_CHARS = re.compile(r"[A-Za-z0-9._%+@-]*")
+_IPV6_CHARS = re.compile(r"[\dA-Fa-f:.]*")
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
 _IPV6 = re.compile(
     r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?"
@@ -231,9 +238,10 @@ class PIIDetector:
     def find(self, text: str) -> list[Finding]:
         """All findings in ``text``, non-overlapping, ordered by start."""
         found: list[Finding] = []
+        numeric = _NUMERIC_RUN_ASCII if text.isascii() else _NUMERIC_RUN
         runs = [
             (m.start(), m.end())
-            for m in _NUMERIC_RUN.finditer(text)
+            for m in numeric.finditer(text)
             if any(c.isdigit() for c in m.group())
         ]
         for entity, finder in (
@@ -252,7 +260,7 @@ class PIIDetector:
         return select_findings(found)
 
     def _emails(self, text: str, runs: list[tuple[int, int]]) -> Iterator[Finding]:
-        for m in _EMAIL.finditer(text):
+        for m in _within(_EMAIL, text, _runs_with(text, "@", _EMAIL_CHARS)):
             yield Finding("email", m.start(), m.end(), rule="email")
 
     def _phones(
@@ -310,7 +318,10 @@ class PIIDetector:
         for m in _within(_IPV4, text, runs):
             if not set(_words_before(text, m.start(), 2)) & _VERSION_WORDS:
                 yield from self._ip_finding(m, "ipv4")
-        for m in _IPV6.finditer(text):
+        colons = [
+            (s, e) for s, e in _runs_with(text, ":", _IPV6_CHARS) if text.count(":", s, e) > 1
+        ]
+        for m in _within(_IPV6, text, colons):
             if any(c.isdigit() for c in m.group()):
                 yield from self._ip_finding(m, "ipv6")
 
@@ -324,13 +335,30 @@ class PIIDetector:
             yield Finding("ip_address", m.start(), m.end(), rule=rule)
 
 
+def _runs_with(text: str, mark: str, chars: re.Pattern[str]) -> list[tuple[int, int]]:
+    """The maximal runs of the characters ``chars`` matches (``mark`` among them) that
+    contain ``mark``. Each is found from a ``mark`` outwards: forwards by matching ``chars``
+    in the text, backwards by matching it in the reversed text."""
+    i = text.find(mark)
+    if i == -1:
+        return []
+    n, backwards = len(text), text[::-1]
+    runs = []
+    while i != -1:
+        before, after = chars.match(backwards, n - 1 - i), chars.match(text, i)
+        assert before is not None and after is not None  # "[...]*" matches anywhere
+        runs.append((n - before.end(), after.end()))
+        i = text.find(mark, after.end())
+    return runs
+
+
 def _within(
     pattern: re.Pattern[str], text: str, runs: list[tuple[int, int]]
 ) -> Iterator[re.Match[str]]:
-    """``pattern.finditer(text)`` for a pattern whose matches lie inside numeric runs:
-    each run is searched alone. The search reaches two characters past a run so that
-    look-aheads see the real text (look-behinds see it anyway); a match must start in the
-    run, so none is found twice."""
+    """``pattern.finditer(text)`` for a pattern whose matches lie inside the given runs
+    (numeric runs, or those of ``_runs_with``): each run is searched alone. The search
+    reaches two characters past a run so that look-aheads see the real text (look-behinds
+    see it anyway); a match must start in the run, so none is found twice."""
     for start, end in runs:
         for m in pattern.finditer(text, start, min(len(text), end + 2)):
             if m.start() < end:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from modelway.guardrails.findings import Finding
+from modelway.guardrails.keywords import Keywords
 
 DEFAULT_MIN_ENTROPY = 3.5  # bits per character, for context-only tokens of >= 20 chars
 _LETTERS_ONLY_ENTROPY = 4.3
@@ -134,7 +135,8 @@ class _Rule:
     group: str | int = 0  # which part of the match is the secret
     check: Check | None = None
     # Lower-case substrings one of which every match contains: a text without any of them
-    # skips the rule's regex scan (most texts hold no secret at all).
+    # skips the rule's regex scan (most texts hold no secret at all). One pass finds them
+    # all (`_TRIGGERS`).
     triggers: tuple[str, ...] = ()
     # Every match lies in a run of at least this many characters without whitespace.
     min_run: int = 0
@@ -272,6 +274,7 @@ RULES: tuple[_Rule, ...] = (
     ),
 )
 KINDS = frozenset(rule.kind for rule in RULES)
+_TRIGGERS = Keywords(t for rule in RULES for t in rule.triggers)
 
 
 class SecretsDetector:
@@ -288,10 +291,10 @@ class SecretsDetector:
     def find(self, text: str) -> list[Finding]:
         """All findings in ``text``, non-overlapping (longest first), ordered by start."""
         found: list[tuple[int, Finding]] = []
-        lower = text.lower()
+        present = _TRIGGERS.present(text.lower())
         longest_run = max(map(len, text.split()), default=0)
         for order, rule in enumerate(self._rules):
-            if rule.triggers and not any(t in lower for t in rule.triggers):
+            if rule.triggers and present.isdisjoint(rule.triggers):
                 continue
             if longest_run < rule.min_run:
                 continue

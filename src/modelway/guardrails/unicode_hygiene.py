@@ -79,9 +79,10 @@ def removable_runs(text: str) -> list[tuple[int, int, str]]:
     return runs
 
 
-def clean(text: str) -> tuple[str, int]:
-    """The text without smuggling characters, and how many characters were removed."""
-    runs = removable_runs(text)
+def clean(text: str, runs: list[tuple[int, int, str]] | None = None) -> tuple[str, int]:
+    """The text without smuggling characters, and how many characters were removed.
+    `runs` saves recomputing `removable_runs(text)` when the caller has them."""
+    runs = removable_runs(text) if runs is None else runs
     if not runs:
         return text, 0
     parts = []
