@@ -8,6 +8,7 @@ it, and hand the ledger row to the writer. Settling runs off the request path.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -240,10 +241,31 @@ class Admission:
             )
         ctx.cost_nano_usd = used.cost_nano_usd
         ctx.cached_tokens = used.cached_tokens
-        self._record(ctx, used, status)
+        ended, wall = time.perf_counter(), self._clock()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a stream finalised after its loop stopped
+            self._account(ctx, res, taken_at, used, status, ended, wall)
+            return used
+        # The ledger row and the settlement wait for the answer to be on its way; the
+        # callback runs before anything the event loop does next, the caller's next
+        # request included.
+        loop.call_soon(self._account, ctx, res, taken_at, used, status, ended, wall)
+        return used
+
+    def _account(
+        self,
+        ctx: RequestContext,
+        res: Reservation,
+        taken_at: float,
+        used: Spent,
+        status: int,
+        ended: float,
+        wall: float,
+    ) -> None:
+        self._ledger.record(ledger_row(ctx, used, status, ended, wall, self._ids.next()))
         if not res.empty:
             self._settle(ctx, res, taken_at, used)
-        return used
 
     def _record(self, ctx: RequestContext, used: Spent, status: int) -> None:
         self._ledger.record(
