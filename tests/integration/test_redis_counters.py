@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import os
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -16,13 +15,7 @@ from modelway.store.counters import Budget, CountersUnavailable, Slots, Window
 from modelway.store.memory_counters import MemoryCounters
 from modelway.store.redis_counters import RedisCounters
 from tests.counters_contract import LEASE_TTL, CountersContract, T
-
-
-def redis_url() -> str:
-    url = os.environ.get("MODELWAY_TEST_REDIS_URL")
-    if not url:
-        pytest.skip("MODELWAY_TEST_REDIS_URL is not set: point it at a Redis to run these tests")
-    return url
+from tests.services import redis_url
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
 import ssl
@@ -20,13 +19,7 @@ from redis.exceptions import ResponseError
 
 from modelway.store.counters import CountersUnavailable
 from modelway.store.redis_wire import RedisWire, _tls, pack
-
-
-def redis_url() -> str:
-    url = os.environ.get("MODELWAY_TEST_REDIS_URL")
-    if not url:
-        pytest.skip("MODELWAY_TEST_REDIS_URL is not set: point it at a Redis to run these tests")
-    return url
+from tests.services import redis_url
 
 
 @pytest.fixture
