@@ -95,8 +95,7 @@ class _Replies(asyncio.Protocol):
         future = loop.create_future()
         self._waiting.append((future, time.monotonic() + self._timeout))
         transport.write(command)
-        if self._watchdog is None:
-            self._watchdog = loop.call_later(self._timeout, self._check)
+        self._arm(loop)
         return future
 
     def send_all(self, commands: list[bytes]) -> list[asyncio.Future[Any]]:
@@ -107,9 +106,12 @@ class _Replies(asyncio.Protocol):
         futures = [loop.create_future() for _ in commands]
         self._waiting.extend((future, deadline) for future in futures)
         transport.write(b"".join(commands))
+        self._arm(loop)
+        return futures
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._watchdog is None:
             self._watchdog = loop.call_later(self._timeout, self._check)
-        return futures
 
     def _writable(self) -> asyncio.Transport:
         transport = self._transport
