@@ -121,7 +121,8 @@ class Admission:
             error = refusal(res, taken, datetime.fromtimestamp(now, UTC))
             ctx.response_headers.update(rate_headers(res, taken.windows))
             res.drop()
-            self._record(ctx, Spent(0, 0, 0, 0), error.status)
+            refused = Spent(0, 0, 0, 0)
+            self._account(ctx, res, now, refused, error.status, time.perf_counter(), self._clock())
             raise error
         ctx.response_headers.update(rate_headers(res, taken.windows))
         self._watch_budgets(res, taken)
@@ -263,14 +264,10 @@ class Admission:
         ended: float,
         wall: float,
     ) -> None:
+        """The ledger row, and the settlement if anything was taken."""
         self._ledger.record(ledger_row(ctx, used, status, ended, wall, self._ids.next()))
         if not res.empty:
             self._settle(ctx, res, taken_at, used)
-
-    def _record(self, ctx: RequestContext, used: Spent, status: int) -> None:
-        self._ledger.record(
-            ledger_row(ctx, used, status, time.perf_counter(), self._clock(), self._ids.next())
-        )
 
     def _settle(self, ctx: RequestContext, res: Reservation, taken_at: float, used: Spent) -> None:
         actual_tokens = used.prompt_tokens + used.completion_tokens

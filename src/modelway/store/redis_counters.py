@@ -52,6 +52,10 @@ class _Script:
         return cls(source, hashlib.sha1(source).hexdigest().encode())
 
 
+def _evalsha(script: _Script, keys: list[str], args: list[Arg]) -> bytes:
+    return pack(b"EVALSHA", script.sha, len(keys), *keys, *args)
+
+
 class RedisCounters:
     """`Counters` in Redis at `url`, every key under `prefix`.
 
@@ -95,7 +99,7 @@ class RedisCounters:
         args += [s.limit for s in slots]
         for b in budgets:
             args += (b.limit, b.amount, b.ttl_seconds)
-        reply: list[int] = await self._evalsha(self._admit, keys, args)
+        reply: list[int] = await self._evalsha(self._admit, _evalsha(self._admit, keys, args))
         return _admission(reply, windows, slots, budgets, now)
 
     async def extend(
@@ -114,11 +118,7 @@ class RedisCounters:
     ) -> None:
         command = self._settle_command(windows, budgets, slots, lease, taken_at)
         if command is not None:
-            try:
-                await self._call(command)
-            except NoScriptError:
-                await self._call(pack(b"SCRIPT", b"LOAD", self._settle.source))
-                await self._call(command)
+            await self._evalsha(self._settle, command)
 
     def settle_soon(
         self,
@@ -156,7 +156,7 @@ class RedisCounters:
             args += (delta, w.window_seconds + _WINDOW_MARGIN_SECONDS)
         for b, delta in budgets:
             args += (delta, b.ttl_seconds)
-        return pack(b"EVALSHA", self._settle.sha, len(keys), *keys, *args)
+        return _evalsha(self._settle, keys, args)
 
     async def seed_budget(self, key: str, spent: int, ttl_seconds: int) -> None:
         await self._call(pack(b"SET", self.prefix + key, spent, b"EX", ttl_seconds, b"NX"))
@@ -174,8 +174,8 @@ class RedisCounters:
         except ReadOnlyError as exc:  # talking to a replica, during a failover
             raise CountersUnavailable(f"redis: {exc}") from exc
 
-    async def _evalsha(self, script: _Script, keys: list[str], args: list[Arg]) -> Any:
-        command = pack(b"EVALSHA", script.sha, len(keys), *keys, *args)
+    async def _evalsha(self, script: _Script, command: bytes) -> Any:
+        """Run `command` (an EVALSHA of `script`), loading the script if Redis lacks it."""
         try:
             return await self._call(command)
         except NoScriptError:
