@@ -52,7 +52,7 @@ class _Script:
         return cls(source, hashlib.sha1(source).hexdigest().encode())
 
 
-def _evalsha(script: _Script, keys: list[str], args: list[Arg]) -> bytes:
+def _evalsha_command(script: _Script, keys: list[str], args: list[Arg]) -> bytes:
     return pack(b"EVALSHA", script.sha, len(keys), *keys, *args)
 
 
@@ -99,7 +99,8 @@ class RedisCounters:
         args += [s.limit for s in slots]
         for b in budgets:
             args += (b.limit, b.amount, b.ttl_seconds)
-        reply: list[int] = await self._evalsha(self._admit, _evalsha(self._admit, keys, args))
+        command = _evalsha_command(self._admit, keys, args)
+        reply: list[int] = await self._evalsha(self._admit, command)
         return _admission(reply, windows, slots, budgets, now)
 
     async def extend(
@@ -156,7 +157,7 @@ class RedisCounters:
             args += (delta, w.window_seconds + _WINDOW_MARGIN_SECONDS)
         for b, delta in budgets:
             args += (delta, b.ttl_seconds)
-        return _evalsha(self._settle, keys, args)
+        return _evalsha_command(self._settle, keys, args)
 
     async def seed_budget(self, key: str, spent: int, ttl_seconds: int) -> None:
         await self._call(pack(b"SET", self.prefix + key, spent, b"EX", ttl_seconds, b"NX"))
