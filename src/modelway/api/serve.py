@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import math
 import os
 import signal
@@ -16,6 +15,7 @@ import uvicorn
 from prometheus_client.multiprocess import mark_process_dead
 from starlette.applications import Starlette
 
+from modelway.api.heap import freeze_long_lived
 from modelway.api.reloader import Reloader, ReloadRefused, ReloadRules
 from modelway.api.server import build_app
 from modelway.app import build_runtime
@@ -83,11 +83,7 @@ async def serve(
     versions = ConfigVersions(config.state_path() / "config-versions")
     reloader = Reloader(app, path, text, versions, grace, rules)
     app.state.reloader = reloader
-    # Everything loaded so far lives for the whole process: keep it out of the cyclic
-    # collector's scans, whose full passes otherwise show up as latency spikes.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
+    freeze_long_lived()
     server = _Server(
         uvicorn.Config(
             app,
