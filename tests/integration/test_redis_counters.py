@@ -167,6 +167,35 @@ async def test_connection_closed_by_redis_is_replaced(prefix: str) -> None:
     await counters.close()
 
 
+@pytest.mark.parametrize("flushed", ["before the first call", "after admitting"])
+async def test_settling_after_redis_lost_its_scripts_frees_the_slot(
+    prefix: str, flushed: str
+) -> None:
+    """A new Redis server (or SCRIPT FLUSH) has no scripts: a settlement sent without
+    waiting loads its script and still frees the slot."""
+    admin = aioredis.Redis.from_url(redis_url())
+    counters = RedisCounters(redis_url(), prefix=prefix)
+    slots = [Slots("key:k1:parallel", limit=1)]
+    budget = Budget("budget:key:k1:day", limit=1000, amount=10, ttl_seconds=600)
+    failures: list[BaseException] = []
+    if flushed == "before the first call":
+        await admin.script_flush()
+    assert (await counters.admit([], slots, [budget], lease="a", now=T)).allowed
+    if flushed == "after admitting":
+        await admin.script_flush()
+    counters.settle_soon([], [(budget, -7)], slots, lease="a", taken_at=T, failed=failures.append)
+    await counters.budget_spent("fence")  # goes after the settlement
+    for _ in range(50):  # a lost script costs the settlement one more round trip
+        if await counters.budget_spent("budget:key:k1:day") == 3:
+            break
+        await asyncio.sleep(0.01)
+    assert failures == []
+    assert await counters.budget_spent("budget:key:k1:day") == 3
+    assert (await counters.admit([], slots, [], lease="b", now=T + 1)).allowed
+    await counters.close()
+    await admin.aclose()
+
+
 async def test_closed_port_raises_unavailable() -> None:
     counters = RedisCounters("redis://127.0.0.1:1/0")
     with pytest.raises(CountersUnavailable):

@@ -43,13 +43,13 @@ _SLOTS_MARGIN_SECONDS = 60
 
 @dataclass(frozen=True, slots=True)
 class _Script:
-    source: bytes
     sha: bytes
+    load_command: bytes  # SCRIPT LOAD of its source
 
     @classmethod
     def load(cls, name: str) -> _Script:
         source = resources.files(__package__).joinpath(name).read_bytes()
-        return cls(source, hashlib.sha1(source).hexdigest().encode())
+        return cls(hashlib.sha1(source).hexdigest().encode(), pack(b"SCRIPT", b"LOAD", source))
 
 
 def _evalsha_command(script: _Script, keys: list[str], args: list[Arg]) -> bytes:
@@ -73,9 +73,11 @@ class RedisCounters:
     ) -> None:
         self.prefix = prefix
         self.lease_ttl = lease_ttl
-        self._wire = RedisWire(url, timeout=socket_timeout)
         self._admit = _Script.load("redis_admit.lua")
         self._settle = _Script.load("redis_settle.lua")
+        # Loaded on every new connection: after a Redis restart both are there again.
+        setup = [self._admit.load_command, self._settle.load_command]
+        self._wire = RedisWire(url, timeout=socket_timeout, setup=setup)
         self._slots_ttl_ms = int((lease_ttl + _SLOTS_MARGIN_SECONDS) * 1000)
 
     async def admit(
@@ -131,11 +133,9 @@ class RedisCounters:
         taken_at: float,
         failed: Callable[[BaseException], None],
     ) -> None:
-        # Admissions load the scripts; a settle finding them gone (Redis restarted, so
-        # its counters are gone too) reports the failure rather than loading them.
         command = self._settle_command(windows, budgets, slots, lease, taken_at)
         if command is not None:
-            self._wire.send_soon(command, failed)
+            self._wire.send_soon(command, failed, reload=self._settle.load_command)
 
     def _settle_command(
         self,
@@ -180,7 +180,7 @@ class RedisCounters:
         try:
             return await self._call(command)
         except NoScriptError:
-            await self._call(pack(b"SCRIPT", b"LOAD", script.source))
+            await self._call(script.load_command)
             return await self._call(command)
 
 

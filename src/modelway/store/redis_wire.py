@@ -19,7 +19,7 @@ import functools
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import hiredis
@@ -156,13 +156,14 @@ class RedisWire:
     Redis error raises redis-py's matching exception.
     """
 
-    def __init__(self, url: str, *, timeout: float) -> None:
+    def __init__(self, url: str, *, timeout: float, setup: Sequence[bytes] = ()) -> None:
         self._options: dict[str, Any] = dict(parse_url(url))
         self._timeout = timeout
+        self._setup = list(setup)  # sent on every new connection, after the handshake
         self._replies: _Replies | None = None
         self._connecting: asyncio.Task[_Replies] | None = None
         self._closed = False
-        self._soon: list[tuple[bytes, Failed]] = []
+        self._soon: list[tuple[bytes, Failed, bytes | None]] = []
         self._unanswered: set[asyncio.Future[Any]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -185,11 +186,12 @@ class RedisWire:
         except _Lost as exc:
             raise CountersUnavailable(f"redis: {exc}") from None
 
-    def send_soon(self, command: bytes, failed: Failed) -> None:
+    def send_soon(self, command: bytes, failed: Failed, *, reload: bytes | None = None) -> None:
         """Send `command` without waiting for it: after the caller's current step, in one
         write with the others given meanwhile. `failed` hears of an error reply or of
-        the command not getting through."""
-        self._soon.append((command, failed))
+        the command not getting through. `reload` (a SCRIPT LOAD) is sent, and the
+        command once more, when Redis answers that it lacks the command's script."""
+        self._soon.append((command, failed, reload))
         if len(self._soon) == 1:
             asyncio.get_running_loop().call_soon(self._send_soon)
 
@@ -209,28 +211,38 @@ class RedisWire:
     def _send_held(self, replies: _Replies, command: bytes = b"") -> asyncio.Future[Any]:
         """Write the held commands and then `command` (if any) at once; its future."""
         batch, self._soon = self._soon, []
-        commands = [held for held, _ in batch]
+        commands = [held[0] for held in batch]
         if command:
             commands.append(command)
         try:
             futures = replies.send_all(commands)
         except (_Lost, CountersUnavailable) as exc:
-            for _, failed in batch:
+            for _, failed, _ in batch:
                 failed(exc)
             raise
-        for future, (_, failed) in zip(futures, batch, strict=False):
+        for future, held in zip(futures, batch, strict=False):
             self._unanswered.add(future)
-            future.add_done_callback(functools.partial(self._answered, failed))
+            future.add_done_callback(functools.partial(self._answered, held))
         return futures[-1]
 
-    def _answered(self, failed: Failed, future: asyncio.Future[Any]) -> None:
+    def _answered(
+        self, held: tuple[bytes, Failed, bytes | None], future: asyncio.Future[Any]
+    ) -> None:
         self._unanswered.discard(future)
-        if not future.cancelled() and (exc := future.exception()) is not None:
-            failed(exc)
+        if future.cancelled() or (exc := future.exception()) is None:
+            return
+        command, failed, reload = held
+        if isinstance(exc, NoScriptError) and reload is not None and not self._closed:
+            # Redis lost its scripts (flushed, or a new server behind the same address).
+            if not self._soon:
+                asyncio.get_running_loop().call_soon(self._send_soon)
+            self._soon += [(reload, failed, None), (command, failed, None)]
+            return
+        failed(exc)
 
-    async def _send_later(self, batch: list[tuple[bytes, Failed]]) -> None:
+    async def _send_later(self, batch: list[tuple[bytes, Failed, bytes | None]]) -> None:
         """The connection is down: open it again first."""
-        for command, failed in batch:
+        for command, failed, _ in batch:
             try:
                 await self.call(command)
             except Exception as exc:
@@ -276,7 +288,7 @@ class RedisWire:
                         options.get("port", 6379),
                         ssl=_tls(options),
                     )
-                setup = _handshake(options)
+                setup = _handshake(options) + self._setup
                 if setup:
                     for future in [replies.send(c) for c in setup]:
                         await future
