@@ -10,14 +10,20 @@
 -- ZCOUNT up to, not including, +inf.
 --
 -- KEYS: the windows, then the slot sets, then the budgets.
--- ARGV: #windows, #slot sets, #budgets, now, its second, lease, lease expiry, slot set
---       ttl (ms); then limit, amount, seconds, key ttl (s) per window; limit per slot
---       set; limit, amount, ttl (s) per budget.
+-- ARGV: what stays the same from one request of a caller to the next, first (the caller
+--       keeps it packed): #windows, #slot sets, #budgets, slot set ttl (ms); limit,
+--       seconds, key ttl (s) per window; limit per slot set; limit per budget. Then what
+--       changes: now, its second, lease, lease expiry; amount per window; amount and
+--       ttl (s) per budget.
 -- Returns: allowed, index of the refusing key (0: none), its retry datum (window: the
 --          bucket whose leaving makes room, -1: never; budget: pttl), then total and
 --          newest bucket per window, then spend per budget.
 local nw, ns, nb = ARGV[1] + 0, ARGV[2] + 0, ARGV[3] + 0
-local now, second_field, lease = ARGV[4], ARGV[5], ARGV[6]
+local cs = 5 + 3 * nw -- first slot set limit (window constants start at 5)
+local cb = cs + ns -- first budget limit
+local v = cb + nb -- now
+local va, vb = v + 4, v + 4 + nw -- first window amount, first budget amount
+local now, second_field, lease = ARGV[v], ARGV[v + 1], ARGV[v + 2]
 local second = second_field + 0
 local denied, retry = 0, 0
 local out = {0, 0, 0}
@@ -76,9 +82,9 @@ local function first_leaving(key, oldest, newest, need)
 end
 
 for i = 1, nw do
-  local a = 5 + 4 * i
-  local limit, amount = ARGV[a] + 0, ARGV[a + 1] + 0
-  local total, oldest, newest, fresh = drop_stale(KEYS[i], second - ARGV[a + 2])
+  local a = 2 + 3 * i
+  local limit, amount = ARGV[a] + 0, ARGV[va + i - 1] + 0
+  local total, oldest, newest, fresh = drop_stale(KEYS[i], second - ARGV[a + 1])
   out[2 + 2 * i], out[3 + 2 * i] = total, newest
   memo[3 * i - 2], memo[3 * i - 1], memo[3 * i] = oldest, fresh, amount
   if denied == 0 and total + amount > limit then
@@ -91,10 +97,9 @@ for i = 1, nw do
   end
 end
 
-local a = 9 + 4 * nw
 for j = 1, ns do
   if denied == 0 then
-    local key, limit = KEYS[nw + j], ARGV[a + j - 1] + 0
+    local key, limit = KEYS[nw + j], ARGV[cs + j - 1] + 0
     if redis.call('ZCOUNT', key, '-inf', '(inf') >= limit then
       local held = tonumber(redis.call('ZSCORE', key, lease))
       if not (held and held > tonumber(now)) then
@@ -106,13 +111,12 @@ for j = 1, ns do
   end
 end
 
-a = a + ns
 for k = 1, nb do
-  local key, b = KEYS[nw + ns + k], a + 3 * (k - 1)
+  local key = KEYS[nw + ns + k]
   local value = redis.call('GET', key)
-  local spent, amount = value and value + 0 or 0, ARGV[b + 1] + 0
+  local spent, amount = value and value + 0 or 0, ARGV[vb + 2 * k - 2] + 0
   out[3 + 2 * nw + k], memo[3 * nw + 2 * k - 1], memo[3 * nw + 2 * k] = spent, value, amount
-  if denied == 0 and spent + amount > ARGV[b] + 0 then
+  if denied == 0 and spent + amount > ARGV[cb + k - 1] + 0 then
     denied, retry = nw + ns + k, redis.call('PTTL', key)
   end
 end
@@ -125,7 +129,7 @@ end
 for i = 1, nw do
   local amount = memo[3 * i]
   if amount > 0 then
-    local key, oldest, newest, units = KEYS[i], memo[3 * i - 2], out[3 + 2 * i], ARGV[6 + 4 * i]
+    local key, oldest, newest, units = KEYS[i], memo[3 * i - 2], out[3 + 2 * i], ARGV[va + i - 1]
     local bucket, field = second, second_field
     if oldest > second then bucket, field = oldest, oldest end -- this caller's clock is behind
     redis.call('HINCRBY', key, field, units)
@@ -133,22 +137,22 @@ for i = 1, nw do
     if memo[3 * i - 1] then redis.call('HSET', key, 'o', oldest) end
     if bucket > newest then
       redis.call('HSET', key, 'n', field)
-      redis.call('EXPIRE', key, ARGV[8 + 4 * i])
+      redis.call('EXPIRE', key, ARGV[4 + 3 * i])
       out[3 + 2 * i] = bucket
     end
     out[2 + 2 * i] = out[2 + 2 * i] + amount
   end
 end
 for j = 1, ns do
-  redis.call('ZADD', KEYS[nw + j], ARGV[7], lease, 'inf', '\n')
-  redis.call('PEXPIRE', KEYS[nw + j], ARGV[8])
+  redis.call('ZADD', KEYS[nw + j], ARGV[v + 3], lease, 'inf', '\n')
+  redis.call('PEXPIRE', KEYS[nw + j], ARGV[4])
 end
 for k = 1, nb do
-  local key, b, amount = KEYS[nw + ns + k], a + 3 * (k - 1), memo[3 * nw + 2 * k]
+  local key, b, amount = KEYS[nw + ns + k], vb + 2 * k - 2, memo[3 * nw + 2 * k]
   if not memo[3 * nw + 2 * k - 1] then
-    redis.call('SET', key, ARGV[b + 1], 'EX', ARGV[b + 2])
+    redis.call('SET', key, ARGV[b], 'EX', ARGV[b + 1])
   elseif amount ~= 0 then
-    redis.call('INCRBY', key, ARGV[b + 1])
+    redis.call('INCRBY', key, ARGV[b])
   end
   out[3 + 2 * nw + k] = out[3 + 2 * nw + k] + amount
 end

@@ -39,6 +39,8 @@ from modelway.store.redis_wire import Arg, RedisWire, pack
 # a little behind Redis's never finds a live window gone.
 _WINDOW_MARGIN_SECONDS = 30
 _SLOTS_MARGIN_SECONDS = 60
+# Packed admission heads kept (one per caller and budget period in use).
+_MAX_HEADS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,7 @@ class RedisCounters:
         setup = [self._admit.load_command, self._settle.load_command]
         self._wire = RedisWire(url, timeout=socket_timeout, setup=setup)
         self._slots_ttl_ms = int((lease_ttl + _SLOTS_MARGIN_SECONDS) * 1000)
+        self._heads: dict[tuple[tuple[str | int, ...], ...], tuple[bytes, int]] = {}
 
     async def admit(
         self,
@@ -91,19 +94,42 @@ class RedisCounters:
     ) -> Admission:
         if not (windows or slots or budgets):
             return Admission(True, None, 0.0, (), ())
+        head, count = self._admit_head(windows, slots, budgets)
+        changing: list[Arg] = [repr(now), math.floor(now), lease, repr(now + self.lease_ttl)]
+        changing += [w.amount for w in windows]
+        for b in budgets:
+            changing += (b.amount, b.ttl_seconds)
+        tail = pack(*changing)
+        command = b"*%d\r\n%s%s" % (count + len(changing), head, tail[tail.index(b"\n") + 1 :])
+        reply: list[int] = await self._evalsha(self._admit, command)
+        return _admission(reply, windows, slots, budgets, now)
+
+    def _admit_head(
+        self, windows: Sequence[Window], slots: Sequence[Slots], budgets: Sequence[Budget]
+    ) -> tuple[bytes, int]:
+        """The packed part of an admission that stays the same between one caller's
+        requests (without the command's own header), and how many arguments it holds."""
+        shape = (
+            *[(w.key, w.limit, w.window_seconds) for w in windows],
+            *[(s.key, s.limit) for s in slots],
+            *[(b.key, b.limit) for b in budgets],
+        )
+        found = self._heads.get(shape)
+        if found is not None:
+            return found
         p = self.prefix
         keys = [p + w.key for w in windows] + [p + s.key for s in slots]
         keys += [p + b.key for b in budgets]
-        args: list[Arg] = [len(windows), len(slots), len(budgets), repr(now), math.floor(now)]
-        args += (lease, repr(now + self.lease_ttl), self._slots_ttl_ms)
+        args: list[Arg] = [len(windows), len(slots), len(budgets), self._slots_ttl_ms]
         for w in windows:
-            args += (w.limit, w.amount, w.window_seconds, w.window_seconds + _WINDOW_MARGIN_SECONDS)
+            args += (w.limit, w.window_seconds, w.window_seconds + _WINDOW_MARGIN_SECONDS)
         args += [s.limit for s in slots]
-        for b in budgets:
-            args += (b.limit, b.amount, b.ttl_seconds)
-        command = _evalsha_command(self._admit, keys, args)
-        reply: list[int] = await self._evalsha(self._admit, command)
-        return _admission(reply, windows, slots, budgets, now)
+        args += [b.limit for b in budgets]
+        packed = _evalsha_command(self._admit, keys, args)
+        if len(self._heads) >= _MAX_HEADS:  # budgets' keys change with their period
+            self._heads.clear()
+        found = self._heads[shape] = (packed[packed.index(b"\n") + 1 :], 3 + len(keys) + len(args))
+        return found
 
     async def extend(
         self, budgets: Sequence[Budget], windows: Sequence[Window], *, now: float
@@ -178,10 +204,12 @@ class RedisCounters:
     async def _evalsha(self, script: _Script, command: bytes) -> Any:
         """Run `command` (an EVALSHA of `script`), loading the script if Redis lacks it."""
         try:
-            return await self._call(command)
+            return await self._wire.call(command)  # not through _call: one frame less
         except NoScriptError:
             await self._call(script.load_command)
             return await self._call(command)
+        except ReadOnlyError as exc:
+            raise CountersUnavailable(f"redis: {exc}") from exc
 
 
 def _admission(
