@@ -21,9 +21,9 @@ GroupBy = Literal["key", "team", "model", "tag", "day", "deployment"]
 class SqlLedger:
     """A ``LedgerSink`` on the gateway's database; a replayed row is not written twice.
 
-    Rows go to the driver as tuples in one prepared INSERT: SQLAlchemy's per-row
-    parameter processing cost three times the driver's own work for the same batch
-    (SQLite, 500 rows: 10 ms of the event loop's time against 3).
+    Rows go to the driver as tuples in one prepared INSERT: through SQLAlchemy's per-row
+    parameter processing a batch of 500 cost the event loop's thread 17 ms of CPU on
+    SQLite, this way 6.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
