@@ -32,6 +32,7 @@ import uvloop
 import yaml
 
 from modelway.access.admin_models import KeyCreate
+from modelway.api.heap import freeze_long_lived
 from modelway.app import build_runtime
 from modelway.config import Config
 from modelway.pipeline.context import RequestContext, Result
@@ -104,6 +105,7 @@ async def in_process(redis: str, requests: int) -> dict[str, float]:
         counters = runtime.services.counters
         for i in range(500):  # warm up: tokenizer, scripts, connections
             await once(full, i)
+        freeze_long_lived()  # as `modelway serve` does once loaded
         # Isolated: before each request, the previous one's settlement has been applied
         # (a GET queued behind it has come back; not timed), as when requests do not
         # arrive back to back. Back to back: the next request starts at once, and its
