@@ -27,7 +27,6 @@ from modelway.pipeline.context import Chunk, RequestContext, Result
 from modelway.pipeline.stage import Next
 from modelway.protocol.errors import GatewayError, Unavailable
 from modelway.protocol.openai_chat import ChatChunk
-from modelway.store.counters import Admission as Taken
 from modelway.store.counters import Budget, Counters, CountersUnavailable
 
 _log = get_logger("modelway.limits")
@@ -125,7 +124,8 @@ class Admission:
             self._account(ctx, res, now, refused, error.status, time.perf_counter(), self._clock())
             raise error
         ctx.response_headers.update(rate_headers(res, taken.windows))
-        self._watch_budgets(res, taken)
+        if res.budgets:  # while the call is under way: it waits on its upstream meanwhile
+            asyncio.get_running_loop().call_soon(self._watch_budgets, res, taken.budgets_spent)
 
     def _count_refusal(self, denied: str) -> None:
         # Counter keys read "key:<id>:rpm", "team:<id>:parallel", "budget:<scope>:...".
@@ -158,10 +158,10 @@ class Admission:
         if closed_budgets or closed_limits:
             raise Unavailable("limits and budgets cannot be checked right now", retry_after=1)
 
-    def _watch_budgets(self, res: Reservation, taken: Taken) -> None:
+    def _watch_budgets(self, res: Reservation, spent_at_admission: tuple[int, ...]) -> None:
         """Tell the metrics (team and global budgets) and the alerts (all) what is left."""
         for rule, budget, spent_now in zip(
-            res.rules, res.budgets, taken.budgets_spent, strict=False
+            res.rules, res.budgets, spent_at_admission, strict=False
         ):
             limit = usd_to_nano(rule.limit_usd)
             spent = spent_now - budget.amount  # this request's reservation is not spent yet
