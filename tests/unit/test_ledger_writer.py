@@ -72,6 +72,11 @@ def test_row_round_trips_through_one_json_line() -> None:
     assert LedgerRow.from_json(line) == row
 
 
+def test_a_lone_surrogate_in_a_tag_still_makes_a_line() -> None:
+    row = replace(make_row(7), tags={"team\udc80": "a\ud800b"})
+    assert LedgerRow.from_json(row.to_json()).tags == {"team\ufffd": "a\ufffdb"}
+
+
 def test_row_time_must_be_aware_and_is_stored_in_utc() -> None:
     with pytest.raises(ValueError):
         replace(make_row(1), time=datetime(2026, 1, 1))

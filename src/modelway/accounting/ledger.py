@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,7 +60,11 @@ class LedgerRow:
         """The row as one line of JSON (no newline)."""
         fields = {name: getattr(self, name) for name in _FIELDS}
         fields["tags"] = dict(self.tags)
-        return orjson.dumps(fields)
+        try:
+            return orjson.dumps(fields)
+        except orjson.JSONEncodeError:
+            fields["tags"] = readable_tags(self.tags)
+            return orjson.dumps(fields)
 
     @classmethod
     def from_json(cls, data: bytes) -> LedgerRow:
@@ -73,6 +78,15 @@ class LedgerRow:
 
 
 _FIELDS = tuple(field.name for field in dataclasses.fields(LedgerRow))
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def readable_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """``tags`` with every lone surrogate (JSON input can carry one) as U+FFFD: UTF-8 has
+    no form for it, and PostgreSQL would store it and then fail every query on the tags."""
+    return {_SURROGATE.sub("\ufffd", k): _SURROGATE.sub("\ufffd", v) for k, v in tags.items()}
+
+
 # Rows spooled by an older release lack the fields added since; those have defaults.
 _REQUIRED = frozenset(
     f.name

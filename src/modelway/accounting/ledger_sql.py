@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -10,7 +10,7 @@ import orjson
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from modelway.accounting.ledger import LedgerRow
+from modelway.accounting.ledger import LedgerRow, readable_tags
 from modelway.store.tables import ledger
 
 HITS = ("hit", "semantic-hit")
@@ -62,7 +62,7 @@ class SqlLedger:
                 r.latency_ms,
                 r.status,
                 r.stream,
-                orjson.dumps(dict(r.tags)).decode(),
+                _tags_json(r.tags),
                 r.cache,
                 r.saved_nano_usd,
             )
@@ -178,6 +178,13 @@ _ROW_FIELDS = (
     "cache",
     "saved_nano_usd",
 )
+
+
+def _tags_json(tags: Mapping[str, str]) -> str:
+    try:
+        return orjson.dumps(dict(tags)).decode()
+    except orjson.JSONEncodeError:
+        return orjson.dumps(readable_tags(tags)).decode()
 
 
 def _as_is(time: datetime) -> datetime:
