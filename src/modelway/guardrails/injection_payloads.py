@@ -7,11 +7,14 @@ import base64
 import binascii
 import re
 
+from modelway.guardrails.long_tokens import long_tokens
+
 _B64 = re.compile(r"[A-Za-z0-9+/_-]{20,}={0,2}")
 _HEX_ESCAPES = re.compile(r"(?:\\x[0-9a-fA-F]{2}){12,}")
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 _MAX_BLOBS = 32
 _MAX_BLOB_CHARS = 8192
+_MIN_TOKEN = 20  # the shortest whitespace-separated token a blob is looked for in
 
 
 def _as_text(data: bytes) -> str | None:
@@ -43,11 +46,6 @@ def blobs(text: str) -> list[re.Match[str]]:
     matches: list[re.Match[str]] = []
     if "\\x" in text:
         matches += _HEX_ESCAPES.finditer(text)
-    tokens = text.split()
-    if tokens and max(map(len, tokens)) >= 20:
-        pos = 0
-        for token in [t for t in tokens if len(t) >= 20][:_MAX_BLOBS]:
-            pos = text.find(token, pos)
-            matches += _B64.finditer(text, pos, pos + len(token))
-            pos += len(token)
+    for start, end in long_tokens(text, _MIN_TOKEN, _MAX_BLOBS):
+        matches += _B64.finditer(text, start, end)
     return matches[:_MAX_BLOBS]

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from modelway.guardrails.findings import Finding
 from modelway.guardrails.keywords import Keywords
+from modelway.guardrails.long_tokens import has_long_token
 
 DEFAULT_MIN_ENTROPY = 3.5  # bits per character, for context-only tokens of >= 20 chars
 _LETTERS_ONLY_ENTROPY = 4.3
@@ -292,11 +293,10 @@ class SecretsDetector:
         """All findings in ``text``, non-overlapping (longest first), ordered by start."""
         found: list[tuple[int, Finding]] = []
         present = _TRIGGERS.present(text.lower())
-        longest_run = max(map(len, text.split()), default=0)
         for order, rule in enumerate(self._rules):
             if rule.triggers and present.isdisjoint(rule.triggers):
                 continue
-            if longest_run < rule.min_run:
+            if rule.min_run and not has_long_token(text, rule.min_run):
                 continue
             for m in rule.pattern.finditer(text):
                 if rule.check is not None and not rule.check(m, text, self._min_entropy):
