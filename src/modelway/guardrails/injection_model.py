@@ -133,22 +133,37 @@ class _Grams:
     kinds: list[tuple[int, I64, I64]]  # (offset into buckets, starts, ends); empty if unasked
 
 
-_ASCII_SPACES = str.maketrans(dict.fromkeys("\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f", " "))
-_SPACE_RUN = re.compile("  +")
+# ASCII text is normalised as bytes (one translation lower-cases it and turns every other
+# whitespace into a space) and hashed from them, with no string per word or character.
+_ASCII_FOLD = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f",
+    b"abcdefghijklmnopqrstuvwxyz         ",
+)
+_SPACE_RUN = re.compile(b"  +")
+
+
+def _normalised(text: str) -> str | bytes:
+    """`normalise(text)`, as ASCII bytes when the text is ASCII."""
+    if text.isascii():
+        folded = text.encode("ascii").translate(_ASCII_FOLD)
+        if b"  " in folded:
+            folded = _SPACE_RUN.sub(b" ", folded)
+        folded = folded.strip(b" ")
+        return b" " + folded + b" " if folded else b"  "
+    return " " + " ".join(text.lower().split()) + " "
 
 
 def normalise(text: str) -> str:
     """Lower-case, one space per whitespace run, a space at each end."""
-    if text.isascii():  # the same as below, without a string per word
-        spaced = _SPACE_RUN.sub(" ", text.lower().translate(_ASCII_SPACES)).strip(" ")
-        return " " + spaced + " " if spaced else "  "
-    return " " + " ".join(text.lower().split()) + " "
+    norm = _normalised(text)
+    return norm.decode("ascii") if isinstance(norm, bytes) else norm
 
 
-def _codes(norm: str) -> tuple[U64, npt.NDArray[np.bool_]]:
-    """Code points of `norm`, and which of them are word characters."""
-    if norm.isascii():
-        small: npt.NDArray[np.uint8] = np.frombuffer(norm.encode("ascii"), dtype=np.uint8)
+def _codes(norm: str | bytes) -> tuple[U64, npt.NDArray[np.bool_]]:
+    """Code points of `norm` (bytes: ASCII), and which of them are word characters."""
+    if isinstance(norm, bytes) or norm.isascii():
+        raw = norm if isinstance(norm, bytes) else norm.encode("ascii")
+        small: npt.NDArray[np.uint8] = np.frombuffer(raw, dtype=np.uint8)
         return small.astype(np.uint64), _WORD_CHAR.take(small)
     wide = np.frombuffer(norm.encode("utf-32-le"), dtype=np.uint32)
     return wide.astype(np.uint64), _WORD_CHAR.take(np.minimum(wide, 0xFFFF))
@@ -192,7 +207,7 @@ def _mix_to_buckets(z: U64, bits: int) -> I64:
     return z.view(np.int64)
 
 
-def _grams(norm: str, config: FeatureConfig, spans: bool) -> _Grams:
+def _grams(norm: str | bytes, config: FeatureConfig, spans: bool) -> _Grams:
     codes, is_word = _codes(norm)
     words, starts, ends = _word_hashes(codes, is_word)
     n_words, n_chars = len(words), len(codes)
@@ -243,7 +258,7 @@ Bounds = tuple[I64, I64]  # the windows of one hashed stretch: starts, ends
 def _segments(text: str, config: FeatureConfig) -> list[tuple[_Grams, Bounds | None]]:
     """(n-grams, window bounds) per hashed stretch of the text; a stretch that is one
     window has no bounds and no spans (all its n-grams are in it)."""
-    norm = normalise(text)
+    norm = _normalised(text)
     starts = _window_starts(len(norm), config)
     if len(starts) == 1:
         return [(_grams(norm, config, False), None)]
