@@ -9,9 +9,11 @@ Two measurements in one run:
    reservation, pricing, and handing the ledger row to the writer. Settling runs after
    the answer: "isolated" requests find it done, "back to back" ones wait behind it in
    Redis; its cost also shows in the throughput line.
-2. Over HTTP: two gateway processes in front of the mock upstream, one with
-   authentication off and no limits, one with a key that has rpm, tpm, max_parallel
-   and a hard budget on Redis; sequential requests, interleaved in blocks.
+2. Over HTTP: four gateway processes in front of the mock upstream, from authentication
+   off and no limits to a key that has rpm, tpm, max_parallel and a hard budget on
+   Redis; sequential requests, interleaved in blocks. Printed as the client sees it and
+   as each gateway logs it (`overhead_ms` of its request log lines: its own time outside
+   the upstream call, without the client's and the HTTP round trip's share).
 
     .venv/bin/python bench/access_overhead.py [--redis redis://127.0.0.1:6379/0]
         [--requests 5000] [--http-requests 3000]
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import tempfile
 import time
@@ -147,8 +150,10 @@ VARIANTS: dict[str, tuple[bool, str | None, dict[str, Any]]] = {
 }
 
 
-def http_compare(redis: str, requests: int) -> dict[str, float]:
-    """p50 latency per variant, sequential requests, variants interleaved in blocks."""
+def http_compare(redis: str, requests: int) -> dict[str, tuple[float, float]]:
+    """Per variant, p50 of the client's latency and of the gateway's own `overhead_ms`
+    (its request log: time spent in the gateway outside the upstream call), in ms;
+    sequential requests, variants interleaved in blocks."""
     from processes import cores, free_port, start, stop
 
     gw_cpus, other = cores()
@@ -197,7 +202,13 @@ def http_compare(redis: str, requests: int) -> dict[str, float]:
         finally:
             for proc in (*procs, mock):
                 stop(proc)
-    return {name: statistics.median(values) * 1e3 for name, values in latency.items()}
+        result = {}
+        for n, name in enumerate(VARIANTS):
+            lines = (folder / f"v{n}.log").read_text().splitlines()
+            logged = [json.loads(line) for line in lines if '"overhead_ms"' in line]
+            overhead = statistics.median(r["overhead_ms"] for r in logged[250:])
+            result[name] = (statistics.median(latency[name]) * 1e3, overhead)
+    return result
 
 
 def main() -> int:
@@ -214,10 +225,14 @@ def main() -> int:
     print(f"  (the chain without them: p50 {inproc['bare_p50_us']:.1f} us)")
     print(f"  throughput through the stages, 32 at once: {inproc['throughput_rps']:,.0f} req/s")
     http = http_compare(args.redis, args.http_requests)
-    print("over HTTP, sequential requests, one gateway core (p50, added over plain):")
-    plain = http["plain"]
-    for name, p50 in http.items():
-        print(f"  {name:28} {p50:.3f} ms  +{p50 - plain:.3f} ms")
+    print("over HTTP, sequential requests, one gateway core, p50 and added over plain:")
+    print(f"  {'':28} {'client latency':>23} {'gateway overhead_ms':>23}")
+    plain, plain_overhead = http["plain"]
+    for name, (p50, overhead) in http.items():
+        print(
+            f"  {name:28} {p50:7.3f} ms ({p50 - plain:+.3f} ms)"
+            f" {overhead:7.3f} ms ({overhead - plain_overhead:+.3f} ms)"
+        )
     return 0
 
 
