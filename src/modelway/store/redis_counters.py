@@ -19,15 +19,11 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
-
-from redis.exceptions import NoScriptError, ReadOnlyError
 
 from modelway.store.counters import (
     SLOTS_RETRY_AFTER,
     Admission,
     Budget,
-    CountersUnavailable,
     Slots,
     Window,
     WindowState,
@@ -101,7 +97,7 @@ class RedisCounters:
             changing += (b.amount, b.ttl_seconds)
         tail = pack(*changing)
         command = b"*%d\r\n%s%s" % (count + len(changing), head, tail[tail.index(b"\n") + 1 :])
-        reply: list[int] = await self._evalsha(self._admit, command)
+        reply: list[int] = await self._wire.call(command, reload=self._admit.load_command)
         return _admission(reply, windows, slots, budgets, now)
 
     def _admit_head(
@@ -147,7 +143,7 @@ class RedisCounters:
     ) -> None:
         command = self._settle_command(windows, budgets, slots, lease, taken_at)
         if command is not None:
-            await self._evalsha(self._settle, command)
+            await self._wire.call(command, reload=self._settle.load_command)
 
     def settle_soon(
         self,
@@ -186,30 +182,14 @@ class RedisCounters:
         return _evalsha_command(self._settle, keys, args)
 
     async def seed_budget(self, key: str, spent: int, ttl_seconds: int) -> None:
-        await self._call(pack(b"SET", self.prefix + key, spent, b"EX", ttl_seconds, b"NX"))
+        await self._wire.call(pack(b"SET", self.prefix + key, spent, b"EX", ttl_seconds, b"NX"))
 
     async def budget_spent(self, key: str) -> int | None:
-        value = await self._call(pack(b"GET", self.prefix + key))
+        value = await self._wire.call(pack(b"GET", self.prefix + key))
         return None if value is None else int(value)
 
     async def close(self) -> None:
         await self._wire.close()
-
-    async def _call(self, command: bytes) -> Any:
-        try:
-            return await self._wire.call(command)
-        except ReadOnlyError as exc:  # talking to a replica, during a failover
-            raise CountersUnavailable(f"redis: {exc}") from exc
-
-    async def _evalsha(self, script: _Script, command: bytes) -> Any:
-        """Run `command` (an EVALSHA of `script`), loading the script if Redis lacks it."""
-        try:
-            return await self._wire.call(command)  # not through _call: one frame less
-        except NoScriptError:
-            await self._call(script.load_command)
-            return await self._call(command)
-        except ReadOnlyError as exc:
-            raise CountersUnavailable(f"redis: {exc}") from exc
 
 
 def _admission(

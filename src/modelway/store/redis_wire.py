@@ -152,8 +152,9 @@ class RedisWire:
 
     Supports redis://, rediss:// (TLS; `ssl_cert_reqs` and `ssl_ca_certs` in the query)
     and unix:// URLs with a username, password, `db` and `client_name`. Every failure to
-    get a reply within `timeout` seconds raises `CountersUnavailable`; a reply that is a
-    Redis error raises redis-py's matching exception.
+    get a reply within `timeout` seconds raises `CountersUnavailable`, as does a READONLY
+    reply (a replica, during a failover); another Redis error raises redis-py's matching
+    exception.
     """
 
     def __init__(self, url: str, *, timeout: float, setup: Sequence[bytes] = ()) -> None:
@@ -167,7 +168,9 @@ class RedisWire:
         self._unanswered: set[asyncio.Future[Any]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def call(self, command: bytes) -> Any:
+    async def call(self, command: bytes, *, reload: bytes | None = None) -> Any:
+        """`command`'s reply. `reload` (a SCRIPT LOAD) is sent, and the command once more,
+        when Redis answers that it lacks the command's script."""
         replies = self._replies
         if replies is None or replies.closed:
             replies = await self._connection()
@@ -176,6 +179,13 @@ class RedisWire:
             if self._soon:  # the commands held for later go first, in the same write
                 return await self._send_held(replies, command)
             return await replies.send(command)
+        except NoScriptError:
+            if reload is None:
+                raise
+            await self.call(reload)
+            return await self.call(command)
+        except ReadOnlyError as exc:  # talking to a replica, during a failover
+            raise CountersUnavailable(f"redis: {exc}") from exc
         except _Lost as exc:
             if not reused:
                 raise CountersUnavailable(f"redis: {exc}") from None
