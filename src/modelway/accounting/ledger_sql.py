@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -30,7 +31,7 @@ class SqlLedger:
         self._engine = engine
         self._postgres = engine.dialect.name == "postgresql"
         names = [column.name for column in ledger.columns]
-        if names != list(_ROW_FIELDS):
+        if names != [field.name for field in dataclasses.fields(LedgerRow)]:  # write()'s order
             raise RuntimeError("the ledger table's columns and the row's fields differ")
         if self._postgres:
             marks = ", ".join(f"${n}" for n in range(1, len(names) + 1))
@@ -156,28 +157,6 @@ class SqlLedger:
         if until is not None:
             where.append(ledger.c.time < until)
         return where
-
-
-_ROW_FIELDS = (
-    "id",
-    "request_id",
-    "time",
-    "key_id",
-    "team_id",
-    "model",
-    "deployment",
-    "provider",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "cost_nano_usd",
-    "latency_ms",
-    "status",
-    "stream",
-    "tags",
-    "cache",
-    "saved_nano_usd",
-)
 
 
 def _tags_json(tags: Mapping[str, str]) -> str:
